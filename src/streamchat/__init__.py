@@ -1,0 +1,3 @@
+"""streamchat: a streaming AI chat server."""
+
+__version__ = "0.1.0"

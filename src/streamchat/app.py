@@ -1,0 +1,98 @@
+"""The application: wiring, lifespan, exception handlers, the route table at start-up."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import swagger_ui_bundle
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
+from pydantic import TypeAdapter
+
+from . import __version__, handlers, routetable
+from .chat import ChatService
+from .config import Settings
+from .hub import MemoryHub
+from .logs import TraceMiddleware
+from .providers import build_provider
+from .routes import chat, system
+from .schemas import StreamEvent
+
+log = logging.getLogger("streamchat")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for `settings` (from the environment when not given)."""
+    settings = settings or Settings()
+    provider = build_provider(settings)
+    hub = MemoryHub(
+        ttl_seconds=settings.stream_ttl_seconds, retain_bytes=settings.stream_retain_bytes
+    )
+    service = ChatService(settings, provider, hub)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await hub.start()
+        await provider.start()
+        _log_start(app, settings)
+        try:
+            yield
+        finally:
+            await service.close()
+            await provider.close()
+            await hub.close()
+
+    app = FastAPI(
+        title="streamchat",
+        version=__version__,
+        description="Streaming AI chat server: Server-Sent Events, resumable streams.",
+        openapi_url="/api.json",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.chat = service
+    handlers.install(app)
+    app.add_middleware(TraceMiddleware)
+    app.include_router(chat.router)
+    app.include_router(system.router)
+    app.mount(
+        system.SWAGGER_ASSETS,
+        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+        name="swagger-assets",
+    )
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's spec plus the stream event models, which no JSON response references."""
+    if app.openapi_schema is None:
+        spec = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        events = TypeAdapter(StreamEvent).json_schema(ref_template="#/components/schemas/{model}")
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        schemas.update(events.pop("$defs", {}))
+        schemas["StreamEvent"] = events
+        # Our validation errors are 400 envelopes, not FastAPI's default 422 bodies.
+        for operation in (op for path in spec["paths"].values() for op in path.values()):
+            operation.get("responses", {}).pop("422", None)
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        app.openapi_schema = spec
+    return app.openapi_schema
+
+
+def _log_start(app: FastAPI, settings: Settings) -> None:
+    base = f"http://{settings.host}:{settings.port}"
+    log.info("provider %s, model %s", settings.provider, settings.model_name)
+    log.info("swagger ui is serving at address: %s/swagger/", base)
+    log.info("openapi specification is serving at address: %s/api.json", base)
+    table = routetable.rows(app.routes, f":{settings.port}", TraceMiddleware.__name__)
+    log.info("routes:\n%s", routetable.render(table))

@@ -1,0 +1,120 @@
+"""`streamchat serve` and `streamchat chat "…"`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+import aiohttp
+import orjson
+
+from .config import Settings
+from .logs import configure_logging
+from .sse import SSEDecoder
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `streamchat` command."""
+    parser = argparse.ArgumentParser(prog="streamchat", description="Streaming AI chat server.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", help="bind address (STREAMCHAT_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (STREAMCHAT_PORT, default 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+
+    chat = commands.add_parser("chat", help="send a message and print the answer as it streams")
+    chat.add_argument("message")
+    chat.add_argument("--uid", type=int, default=1)
+    chat.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
+    chat.add_argument("--conversation", help="continue this conversation id")
+    chat.add_argument("--model")
+    chat.add_argument("--lang", default="en", help="language of error messages (en, zh)")
+
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args.host, args.port, args.workers)
+    return asyncio.run(_chat(args))
+
+
+def _serve(host: str | None, port: int | None, workers: int) -> int:
+    import uvicorn
+
+    # The command line overrides the environment; workers build their settings from it.
+    if host is not None:
+        os.environ["STREAMCHAT_HOST"] = host
+    if port is not None:
+        os.environ["STREAMCHAT_PORT"] = str(port)
+    settings = Settings()
+    configure_logging(settings.log_level)
+    if workers > 1 and settings.provider != "openai":
+        print("note: each worker runs its own provider and in-process stream hub", file=sys.stderr)
+    uvicorn.run(
+        "streamchat.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+async def _chat(args: argparse.Namespace) -> int:
+    body: dict[str, object] = {"uid": args.uid, "message": args.message}
+    if args.conversation:
+        body["conversation_id"] = args.conversation
+    if args.model:
+        body["model"] = args.model
+    url = args.url.rstrip("/") + "/api/chat"
+    headers = {"Content-Type": "application/json", "Accept-Language": args.lang}
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, data=orjson.dumps(body), headers=headers) as response,
+        ):
+            if response.status != 200:
+                return _print_refusal(response.status, await response.read())
+            return await _print_stream(response)
+    except aiohttp.ClientConnectorError as exc:
+        print(
+            f"error: cannot connect to {args.url} ({exc.os_error.strerror}); "
+            "is the server running (streamchat serve)?",
+            file=sys.stderr,
+        )
+    except aiohttp.ClientError as exc:
+        print(f"error: the connection to {args.url} failed: {exc}", file=sys.stderr)
+    return 2
+
+
+def _print_refusal(status: int, body: bytes) -> int:
+    try:
+        message = orjson.loads(body)["message"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        message = body.decode("utf-8", "replace")[:500]
+    print(f"error: HTTP {status}: {message}", file=sys.stderr)
+    return 1
+
+
+async def _print_stream(response: aiohttp.ClientResponse) -> int:
+    decoder = SSEDecoder()
+    async for chunk in response.content.iter_any():
+        for message in decoder.feed(chunk):
+            event = orjson.loads(message.data)
+            if event["type"] == "delta":
+                sys.stdout.write(event["delta"])
+                sys.stdout.flush()
+            elif event["type"] == "error":
+                print(f"\nerror: {event['message']} ({event['code']})", file=sys.stderr)
+                return 1
+            elif event["type"] == "end":
+                print()
+                return 0
+    print("\nerror: the stream ended before its end event", file=sys.stderr)
+    return 1

@@ -1,0 +1,22 @@
+"""Providers: where answers come from."""
+
+from __future__ import annotations
+
+from ..config import Settings
+from .base import Provider
+from .echo import EchoProvider
+from .openai import OpenAIProvider
+
+
+def build_provider(settings: Settings) -> Provider:
+    """The provider `STREAMCHAT_PROVIDER` names."""
+    if settings.provider == "openai":
+        return OpenAIProvider(
+            base_url=settings.openai_base_url,
+            api_key=settings.openai_api_key,
+            model=settings.model_name,
+            connect_timeout=settings.upstream_connect_timeout,
+            read_timeout=settings.upstream_read_timeout,
+            max_connections=settings.upstream_max_connections,
+        )
+    return EchoProvider(settings.model_name, settings.echo_delay_ms)

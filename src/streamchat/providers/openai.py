@@ -1,0 +1,202 @@
+"""Any OpenAI-compatible upstream, over aiohttp.
+
+aiohttp rather than httpx: at a thousand concurrent streams httpx's connection-pool
+bookkeeping dominates (see the performance issue's measurements), aiohttp's does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from ..sse import SSEDecoder
+from .base import (
+    Finish,
+    GenerateRequest,
+    ProviderError,
+    ProviderEvent,
+    TextDelta,
+    UpstreamBadResponse,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    Usage,
+)
+
+_ERROR_BODY_LIMIT = 64 * 1024
+_BUSY_STATUSES = {429, 503}
+
+
+def _request_body(request: GenerateRequest) -> bytes:
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    optional = {
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "seed": request.seed,
+        "user": request.user,
+        "stop": request.stop or None,
+    }
+    body.update({k: v for k, v in optional.items() if v is not None})
+    return orjson.dumps(body)
+
+
+def _error_detail(status: int, body: bytes) -> str:
+    """`HTTP 401: <the upstream's own message>` from an OpenAI-shaped (or any) error body."""
+    message = body.decode("utf-8", "replace").strip()[:500]
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict):
+        error = parsed.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            message = error["message"]
+        elif isinstance(error, str):
+            message = error
+        elif isinstance(parsed.get("message"), str):
+            message = parsed["message"]
+    return f"HTTP {status}: {message}" if message else f"HTTP {status}"
+
+
+def _chunk_events(chunk: Any) -> list[ProviderEvent]:
+    """The events in one `chat.completion.chunk` object."""
+    if not isinstance(chunk, dict):
+        raise UpstreamBadResponse("the upstream sent a chunk that is not a JSON object")
+    error = chunk.get("error")
+    if error is not None:
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        raise UpstreamBadResponse(f"the upstream reported an error: {message}")
+    events: list[ProviderEvent] = []
+    choices = chunk.get("choices")
+    if choices:
+        choice = choices[0]
+        content = (choice.get("delta") or {}).get("content")
+        if content:
+            events.append(TextDelta(content))
+        reason = choice.get("finish_reason")
+        if reason:
+            events.append(Finish("length" if reason == "length" else "stop"))
+    usage = chunk.get("usage")
+    if usage:
+        events.append(Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)))
+    return events
+
+
+class OpenAIStream:
+    """An accepted upstream response, read as SSE chunk by chunk."""
+
+    def __init__(self, response: aiohttp.ClientResponse, url: str) -> None:
+        self._response = response
+        self._url = url
+
+    def __aiter__(self) -> AsyncIterator[ProviderEvent]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[ProviderEvent]:
+        decoder = SSEDecoder()
+        try:
+            async for chunk in self._response.content.iter_any():
+                for message in decoder.feed(chunk):
+                    if message.data == b"[DONE]":
+                        return
+                    for event in _chunk_events(orjson.loads(message.data)):
+                        yield event
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamBadResponse(f"the upstream sent invalid JSON: {exc}") from exc
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamTimeout(f"no data from {self._url} in time") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamBadResponse(f"the connection to {self._url} broke: {exc}") from exc
+        raise UpstreamBadResponse(f"{self._url} closed the stream before it finished")
+
+    async def aclose(self) -> None:
+        """Close the upstream connection now (not released for reuse: the body is unread)."""
+        self._response.close()
+
+
+class OpenAIProvider:
+    """Streams chat completions from `STREAMCHAT_OPENAI_BASE_URL`."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        model: str,
+        connect_timeout: float,
+        read_timeout: float,
+        max_connections: int = 0,
+    ) -> None:
+        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._models_url = base_url.rstrip("/") + "/models"
+        self._api_key = api_key
+        self._model = model
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=read_timeout
+        )
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def models(self) -> list[str]:
+        """The configured model."""
+        return [self._model]
+
+    async def start(self) -> None:
+        """Open the connection pool."""
+        connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=self._timeout, headers=headers, auto_decompress=True
+        )
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def ready(self) -> bool:
+        """Ready once the pool is open; the upstream itself is checked per request."""
+        return self._session is not None
+
+    async def open(self, request: GenerateRequest) -> OpenAIStream:
+        """POST the request; return when the upstream's 2xx headers arrive."""
+        assert self._session is not None, "provider not started"
+        try:
+            response = await self._session.post(self._url, data=_request_body(request))
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamTimeout(f"{self._url} did not answer in time") from exc
+        except aiohttp.ClientConnectorError as exc:
+            reason = exc.os_error.strerror or str(exc.os_error)
+            raise UpstreamUnavailable(f"cannot connect to {self._url} ({reason})") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamBadResponse(f"{self._url} failed: {exc}") from exc
+        if response.status < 300:
+            return OpenAIStream(response, self._url)
+        raise await self._refusal(response)
+
+    async def _refusal(self, response: aiohttp.ClientResponse) -> ProviderError:
+        status = response.status
+        try:
+            async with asyncio.timeout(5):
+                body = await response.content.read(_ERROR_BODY_LIMIT)
+        except (TimeoutError, aiohttp.ClientError):
+            body = b""
+        finally:
+            response.close()
+        detail = _error_detail(status, body)
+        cls = UpstreamUnavailable if status in _BUSY_STATUSES else UpstreamBadResponse
+        return cls(detail, upstream_status=status)

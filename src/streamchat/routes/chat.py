@@ -1,0 +1,85 @@
+"""The native chat API: start a stream, resume it, cancel it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query
+
+from ..schemas import CancelResult, ChatRequest, Envelope, StreamEvent
+from ..streaming import EventStreamResponse
+from .deps import ChatDep, SettingsDep
+
+router = APIRouter(prefix="/api", tags=["chat 聊天"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Envelope[None], "description": text}
+    for code, text in {
+        400: "Validation failed (code 51) or invalid request (code 66)",
+        404: "Unknown or expired stream (code 65)",
+        413: "Message too long (code 51)",
+        502: "The upstream model failed before the stream began (code 60)",
+        503: "The model is unavailable or busy (code 63)",
+        504: "The upstream model timed out (code 60)",
+    }.items()
+}
+_STREAM_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Server-Sent Events: one `data: <json>` line per event, then a blank line",
+        "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/StreamEvent"}}},
+    },
+    **_ERRORS,
+}
+StreamId = Annotated[str, Path(max_length=64, description="The `stream_id` of the start event")]
+
+
+@router.post(
+    "/chat",
+    summary="聊天请求 Chat",
+    status_code=200,
+    response_class=EventStreamResponse,
+    responses=_STREAM_DOC,
+)
+async def chat(body: ChatRequest, chat: ChatDep, settings: SettingsDep) -> EventStreamResponse:
+    """Answer one message as a stream of `start`, `delta`…, then `end` or `error` events."""
+    subscription = await chat.start(body)
+    return EventStreamResponse(
+        subscription,
+        ping_seconds=settings.ping_seconds,
+        send_timeout=settings.send_timeout_seconds,
+    )
+
+
+@router.get(
+    "/chat/streams/{stream_id}",
+    summary="Resume a stream",
+    status_code=200,
+    response_class=EventStreamResponse,
+    responses=_STREAM_DOC,
+)
+async def resume(
+    stream_id: StreamId,
+    chat: ChatDep,
+    settings: SettingsDep,
+    after: Annotated[int | None, Query(ge=-1, description="Replay events after this index")] = None,
+    last_event_id: Annotated[int | None, Header(ge=-1)] = None,
+) -> EventStreamResponse:
+    """Replay the events after `after` (or `Last-Event-ID`), then follow live to the end."""
+    position = after if after is not None else last_event_id
+    subscription = await chat.follow(stream_id, -1 if position is None else position)
+    return EventStreamResponse(
+        subscription,
+        ping_seconds=settings.ping_seconds,
+        send_timeout=settings.send_timeout_seconds,
+        with_ids=True,
+    )
+
+
+@router.post("/chat/streams/{stream_id}/cancel", summary="Stop a generation", responses=_ERRORS)
+async def cancel(stream_id: StreamId, chat: ChatDep) -> Envelope[CancelResult]:
+    """Stop the generation; its stream ends with `finish_reason: "cancelled"`."""
+    cancelled = await chat.cancel(stream_id)
+    return Envelope(data=CancelResult(stream_id=stream_id, cancelled=cancelled))
+
+
+__all__ = ["StreamEvent", "router"]

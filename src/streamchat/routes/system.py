@@ -1,0 +1,59 @@
+"""Hello, health, readiness, and the Swagger UI page."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
+
+from ..schemas import Code, Envelope, Health
+from .deps import ChatDep
+
+router = APIRouter(tags=["system"])
+
+SWAGGER_ASSETS = "/swagger/assets"
+
+
+@router.get("/hello", response_class=PlainTextResponse, summary="Hello")
+async def hello() -> str:
+    """The seed's greeting."""
+    return "Hello World!"
+
+
+@router.get("/healthz", summary="Liveness")
+async def healthz() -> Envelope[Health]:
+    """The process is up and serving."""
+    return Envelope(data=Health(status="ok"))
+
+
+@router.get("/readyz", summary="Readiness", responses={503: {"model": Envelope[Health]}})
+async def readyz(chat: ChatDep) -> JSONResponse:
+    """Ready when the provider can accept a request."""
+    provider_ready = await chat.provider_ready()
+    health = Health(
+        status="ready" if provider_ready else "not ready", checks={"provider": provider_ready}
+    )
+    envelope: Envelope[Health] = Envelope(
+        code=Code.OK if provider_ready else Code.SERVER_BUSY,
+        message="" if provider_ready else "not ready",
+        data=health,
+    )
+    return JSONResponse(envelope.model_dump(), status_code=200 if provider_ready else 503)
+
+
+@router.get("/swagger", include_in_schema=False)
+async def swagger_redirect() -> RedirectResponse:
+    """GoFrame serves the UI at `/swagger/`."""
+    return RedirectResponse("/swagger/", status_code=308)
+
+
+@router.get("/swagger/", include_in_schema=False)
+async def swagger(request: Request) -> HTMLResponse:
+    """Swagger UI, its assets served by us from the swagger-ui-bundle-v2 package."""
+    return get_swagger_ui_html(
+        openapi_url=request.app.openapi_url,
+        title="streamchat API",
+        swagger_js_url=f"{SWAGGER_ASSETS}/swagger-ui-bundle.js",
+        swagger_css_url=f"{SWAGGER_ASSETS}/swagger-ui.css",
+        swagger_favicon_url=f"{SWAGGER_ASSETS}/favicon-32x32.png",
+    )

@@ -1,0 +1,123 @@
+"""The API contract: request models, event models, the envelope and the error codes."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic_core import PydanticCustomError
+
+T = TypeVar("T")
+
+
+class Code(IntEnum):
+    """Business codes of the envelope, after GoFrame's gcode."""
+
+    OK = 0
+    INTERNAL_ERROR = 50
+    VALIDATION_FAILED = 51
+    DB_OPERATION_ERROR = 52
+    OPERATION_FAILED = 60
+    NOT_AUTHORIZED = 61
+    SERVER_BUSY = 63
+    NOT_FOUND = 65
+    INVALID_REQUEST = 66
+
+
+class Envelope(BaseModel, Generic[T]):
+    """GoFrame's response envelope: every non-stream answer has this shape."""
+
+    code: int = Field(0, description="0 on success, a gcode otherwise")
+    message: str = Field("", description="Empty on success, a human-readable error otherwise")
+    data: T | None = None
+
+
+class ChatRequest(BaseModel):
+    """`POST /api/chat`: one user message, answered as a Server-Sent Events stream."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"uid": 1, "message": "舞低杨柳楼心月,歌尽桃花扇底风"}]}
+    )
+
+    uid: StrictInt = Field(ge=1, description="User id (用户ID)")
+    message: str = Field(
+        description="Message content (消息内容): not blank, at most STREAMCHAT_MAX_MESSAGE_CHARS"
+    )
+    conversation_id: str | None = Field(
+        None, max_length=64, description="Continue this conversation; it must belong to uid"
+    )
+    model: str | None = Field(None, max_length=200, description="One of GET /v1/models")
+
+    @field_validator("message")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise PydanticCustomError("blank", "message must not be blank")
+        return value
+
+
+class Usage(BaseModel):
+    """Token counts of one answer."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class StartEvent(BaseModel):
+    """First event of every stream: where the answer is kept and how to resume it."""
+
+    type: Literal["start"] = "start"
+    index: int = 0
+    is_end: Literal[False] = False
+    uid: int
+    conversation_id: str
+    message_id: str
+    stream_id: str
+    model: str
+
+
+class DeltaEvent(BaseModel):
+    """A piece of the answer's text."""
+
+    type: Literal["delta"] = "delta"
+    index: int
+    is_end: Literal[False] = False
+    delta: str
+
+
+class EndEvent(BaseModel):
+    """Last event of a stream that finished normally or was cancelled."""
+
+    type: Literal["end"] = "end"
+    index: int
+    is_end: Literal[True] = True
+    finish_reason: Literal["stop", "length", "cancelled"]
+    usage: Usage | None = None
+
+
+class ErrorEvent(BaseModel):
+    """Last event of a stream that failed after it began."""
+
+    type: Literal["error"] = "error"
+    index: int
+    is_end: Literal[True] = True
+    code: str
+    message: str
+
+
+StreamEvent = StartEvent | DeltaEvent | EndEvent | ErrorEvent
+
+
+class CancelResult(BaseModel):
+    """Answer of `POST /api/chat/streams/{stream_id}/cancel`."""
+
+    stream_id: str
+    cancelled: bool = Field(description="False when the stream had already ended")
+
+
+class Health(BaseModel):
+    """Answer of the health endpoints."""
+
+    status: str
+    checks: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,195 @@
+"""A fake OpenAI-compatible upstream the tests own: a real HTTP/1.1 server on a loopback port.
+
+Each test sets a `Script` (tokens, delays, failures); every request is recorded with the
+times its tokens were sent and the time the client closed the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+
+@dataclass
+class Script:
+    """What the upstream does with the next requests."""
+
+    tokens: list[str] = field(default_factory=lambda: ["Hel", "lo", ",", " world", "!"])
+    delay: float = 0.0  # seconds between tokens
+    first_delay: float = 0.0  # seconds after the headers, before the first token
+    status: int = 200
+    error_body: bytes = b'{"error":{"message":"bad api key","type":"auth"}}'
+    error_after: int | None = None  # send an error chunk after N tokens
+    drop_after: int | None = None  # close the connection abruptly after N tokens
+    hang_before_headers: bool = False
+    hang_after: int | None = None  # stop sending (but keep the connection) after N tokens
+    finish_reason: str = "stop"
+
+
+@dataclass
+class Record:
+    """One request as the upstream saw it."""
+
+    body: dict[str, Any]
+    received_at: float
+    token_times: list[float] = field(default_factory=list)
+    closed_at: float | None = None
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class FakeUpstream:
+    """Serves `POST /v1/chat/completions` as a streaming OpenAI-compatible server."""
+
+    def __init__(self) -> None:
+        self.script = Script()
+        self.records: list[Record] = []
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    def reset(self, script: Script | None = None) -> None:
+        self.script = script or Script()
+        self.records.clear()
+
+    async def next_record(self, timeout: float = 5.0) -> Record:
+        """Wait for the next request to arrive (the first one not yet taken)."""
+        deadline = time.monotonic() + timeout
+        while not self.records:
+            if time.monotonic() > deadline:
+                raise TimeoutError("no request reached the fake upstream")
+            await asyncio.sleep(0.01)
+        return self.records[-1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            headers = _headers(head)
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            record = Record(orjson.loads(body), time.monotonic())
+            self.records.append(record)
+            watcher = asyncio.create_task(_watch_close(reader, record))
+            try:
+                await self._respond(self.script, record, writer)
+            finally:
+                if self.script.hang_before_headers or self.script.hang_after is not None:
+                    await record.closed.wait()
+                watcher.cancel()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def _respond(self, script: Script, record: Record, writer: asyncio.StreamWriter) -> None:
+        if script.hang_before_headers:
+            return
+        if script.status != 200:
+            writer.write(
+                b"HTTP/1.1 %d Error\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%b"
+                % (script.status, len(script.error_body), script.error_body)
+            )
+            await writer.drain()
+            return
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        )
+        model = record.body.get("model", "fake")
+        send = _Sender(writer, model)
+        await send.chunk({"role": "assistant", "content": ""})
+        if script.first_delay:
+            await asyncio.sleep(script.first_delay)
+        for i, token in enumerate(script.tokens):
+            if record.closed.is_set():
+                return
+            if i == script.error_after:
+                await send.raw({"error": {"message": "upstream exploded", "type": "server_error"}})
+                await send.end()
+                return
+            if i == script.drop_after:
+                writer.transport.abort()
+                return
+            if i == script.hang_after:
+                return
+            if i and script.delay:
+                await asyncio.sleep(script.delay)
+            record.token_times.append(time.monotonic())
+            await send.chunk({"content": token})
+        await send.chunk({}, finish_reason=script.finish_reason)
+        if (record.body.get("stream_options") or {}).get("include_usage"):
+            prompt = sum(len(str(m.get("content", ""))) for m in record.body["messages"])
+            await send.raw(
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": model,
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": prompt,
+                        "completion_tokens": len(script.tokens),
+                        "total_tokens": prompt + len(script.tokens),
+                    },
+                }
+            )
+        await send.data(b"[DONE]")
+        await send.end()
+
+
+class _Sender:
+    def __init__(self, writer: asyncio.StreamWriter, model: str) -> None:
+        self.writer = writer
+        self.model = model
+
+    async def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> None:
+        await self.raw(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+            }
+        )
+
+    async def raw(self, obj: dict[str, Any]) -> None:
+        await self.data(orjson.dumps(obj))
+
+    async def data(self, payload: bytes) -> None:
+        message = b"data: " + payload + b"\n\n"
+        self.writer.write(b"%x\r\n%b\r\n" % (len(message), message))
+        await self.writer.drain()
+
+    async def end(self) -> None:
+        self.writer.write(b"0\r\n\r\n")
+        await self.writer.drain()
+
+
+def _headers(head: bytes) -> dict[str, str]:
+    lines = head.decode("latin-1").split("\r\n")[1:]
+    pairs = (line.split(":", 1) for line in lines if ":" in line)
+    return {name.strip().lower(): value.strip() for name, value in pairs}
+
+
+async def _watch_close(reader: asyncio.StreamReader, record: Record) -> None:
+    with contextlib.suppress(ConnectionError):
+        while await reader.read(1024):
+            pass
+    record.closed_at = time.monotonic()
+    record.closed.set()

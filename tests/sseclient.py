@@ -1,0 +1,73 @@
+"""Reading a server's event stream in the tests, frame by frame, with arrival times.
+
+Deliberately independent of streamchat's own decoder: it checks the wire format itself.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+
+@dataclass
+class Frame:
+    """One SSE block (the text between blank lines) and when it arrived."""
+
+    at: float
+    raw: bytes
+
+    @property
+    def is_ping(self) -> bool:
+        return self.raw.startswith(b":")
+
+    @property
+    def lines(self) -> list[bytes]:
+        return self.raw.split(b"\n")
+
+    @property
+    def event(self) -> dict[str, Any]:
+        first = self.lines[0]
+        assert first.startswith(b"data: "), self.raw
+        event: dict[str, Any] = orjson.loads(first[len(b"data: ") :])
+        return event
+
+
+class FrameReader:
+    """Splits a response body into frames as bytes arrive."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+        self._buffer = b""
+        self._pending: list[Frame] = []
+
+    async def next(self) -> Frame | None:
+        while not self._pending:
+            chunk = await self.response.content.readany()
+            if not chunk:
+                return None
+            now = time.monotonic()
+            self._buffer += chunk
+            *blocks, self._buffer = self._buffer.split(b"\n\n")
+            self._pending.extend(Frame(now, block) for block in blocks)
+        return self._pending.pop(0)
+
+    async def next_event(self) -> Frame | None:
+        """The next frame that is not a ping."""
+        while (frame := await self.next()) is not None:
+            if not frame.is_ping:
+                return frame
+        return None
+
+    async def all(self) -> list[Frame]:
+        frames = []
+        while (frame := await self.next()) is not None:
+            frames.append(frame)
+        return frames
+
+
+def events(frames: list[Frame]) -> list[dict[str, Any]]:
+    return [f.event for f in frames if not f.is_ping]
