@@ -67,9 +67,9 @@ class FakeUpstream:
         self.script = script or Script()
         self.records.clear()
 
-    async def next_record(self, timeout: float = 5.0) -> Record:
-        """Wait for the next request to arrive (the first one not yet taken)."""
-        deadline = time.monotonic() + timeout
+    async def next_record(self, wait_seconds: float = 5.0) -> Record:
+        """Wait for a request to arrive; the latest one."""
+        deadline = time.monotonic() + wait_seconds
         while not self.records:
             if time.monotonic() > deadline:
                 raise TimeoutError("no request reached the fake upstream")
@@ -90,7 +90,7 @@ class FakeUpstream:
                 if self.script.hang_before_headers or self.script.hang_after is not None:
                     await record.closed.wait()
                 watcher.cancel()
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
@@ -106,6 +106,9 @@ class FakeUpstream:
             )
             await writer.drain()
             return
+        await self._stream(script, record, writer)
+
+    async def _stream(self, script: Script, record: Record, writer: asyncio.StreamWriter) -> None:
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
             b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
@@ -113,8 +116,8 @@ class FakeUpstream:
         model = record.body.get("model", "fake")
         send = _Sender(writer, model)
         await send.chunk({"role": "assistant", "content": ""})
-        if script.first_delay:
-            await asyncio.sleep(script.first_delay)
+        if script.first_delay and await _closed_during(record, script.first_delay):
+            return
         for i, token in enumerate(script.tokens):
             if record.closed.is_set():
                 return
@@ -127,27 +130,13 @@ class FakeUpstream:
                 return
             if i == script.hang_after:
                 return
-            if i and script.delay:
-                await asyncio.sleep(script.delay)
+            if i and script.delay and await _closed_during(record, script.delay):
+                return
             record.token_times.append(time.monotonic())
             await send.chunk({"content": token})
         await send.chunk({}, finish_reason=script.finish_reason)
         if (record.body.get("stream_options") or {}).get("include_usage"):
-            prompt = sum(len(str(m.get("content", ""))) for m in record.body["messages"])
-            await send.raw(
-                {
-                    "id": "chatcmpl-fake",
-                    "object": "chat.completion.chunk",
-                    "created": 0,
-                    "model": model,
-                    "choices": [],
-                    "usage": {
-                        "prompt_tokens": prompt,
-                        "completion_tokens": len(script.tokens),
-                        "total_tokens": prompt + len(script.tokens),
-                    },
-                }
-            )
+            await send.usage(record.body["messages"], len(script.tokens))
         await send.data(b"[DONE]")
         await send.end()
 
@@ -168,6 +157,24 @@ class _Sender:
             }
         )
 
+    async def usage(self, messages: list[dict[str, Any]], completion: int) -> None:
+        # One prompt token per character: easy to predict in assertions.
+        prompt = sum(len(str(m.get("content", ""))) for m in messages)
+        await self.raw(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": self.model,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "total_tokens": prompt + completion,
+                },
+            }
+        )
+
     async def raw(self, obj: dict[str, Any]) -> None:
         await self.data(orjson.dumps(obj))
 
@@ -185,6 +192,13 @@ def _headers(head: bytes) -> dict[str, str]:
     lines = head.decode("latin-1").split("\r\n")[1:]
     pairs = (line.split(":", 1) for line in lines if ":" in line)
     return {name.strip().lower(): value.strip() for name, value in pairs}
+
+
+async def _closed_during(record: Record, seconds: float) -> bool:
+    """Sleep, waking early if the client closes; True if it did."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(record.closed.wait(), seconds)
+    return record.closed.is_set()
 
 
 async def _watch_close(reader: asyncio.StreamReader, record: Record) -> None:

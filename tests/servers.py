@@ -38,15 +38,18 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text("utf-8", "replace")
 
-    async def start(self) -> None:
+    def spawn(self) -> subprocess.Popen[bytes]:
         with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
+            return subprocess.Popen(
                 [sys.executable, "-m", "streamchat", "serve"],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=tempfile.gettempdir(),
             )
+
+    async def start(self) -> None:
+        self.proc = self.spawn()
         deadline = time.monotonic() + 30
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:

@@ -42,7 +42,9 @@ async def test_events_are_contiguous_and_end_once(
     assert [e["index"] for e in got] == list(range(len(got)))
     assert [e["is_end"] for e in got] == [False] * (len(got) - 1) + [True]
     start, *deltas, end = got
-    assert start["type"] == "start" and start["uid"] == 1 and start["model"]
+    assert start["type"] == "start"
+    assert start["uid"] == 1
+    assert start["model"]
     assert {"conversation_id", "message_id", "stream_id"} <= start.keys()
     assert "".join(d["delta"] for d in deltas) == "Hello, world!"
     assert end == {
@@ -79,7 +81,8 @@ async def test_pings_cover_silence_before_the_first_token(
     async with await post_chat(http, server) as response:
         reader = FrameReader(response)
         first = await reader.next()
-        assert first is not None and first.event["type"] == "start"
+        assert first is not None
+        assert first.event["type"] == "start"
         assert first.at - started < 1.0, "the start event waits for no token"
         frames = await reader.all()
     pings = [f for f in frames if f.is_ping]
@@ -88,14 +91,13 @@ async def test_pings_cover_silence_before_the_first_token(
     assert events(frames)[-1]["type"] == "end"
 
 
-async def test_upstream_down_is_503(
-    http: aiohttp.ClientSession, start_server: StartServer
-) -> None:
+async def test_upstream_down_is_503(http: aiohttp.ClientSession, start_server: StartServer) -> None:
     down = await start_server(openai_base_url="http://127.0.0.1:9/v1")
     async with http.post(down.url + "/api/chat", json=CHAT) as response:
         assert response.status == 503
         body = await response.json()
-    assert body["code"] == 63 and body["data"] is None
+    assert body["code"] == 63
+    assert body["data"] is None
     assert "127.0.0.1:9" in body["message"]
 
 
@@ -106,7 +108,8 @@ async def test_upstream_error_status_is_502_with_its_message(
     async with await post_chat(http, server) as response:
         assert response.status == 502
         body = await response.json()
-    assert "401" in body["message"] and "bad api key" in body["message"]
+    assert "401" in body["message"]
+    assert "bad api key" in body["message"]
 
 
 async def test_upstream_busy_is_503(
@@ -126,7 +129,8 @@ async def test_upstream_silent_before_headers_is_504(
     async with http.post(impatient.url + "/api/chat", json=CHAT) as response:
         assert response.status == 504
         body = await response.json()
-    assert body["code"] == 60 and "超时" in body["message"]
+    assert body["code"] == 60
+    assert "超时" in body["message"]
 
 
 async def test_upstream_error_after_three_tokens_ends_with_error_event(
@@ -167,4 +171,5 @@ async def test_unknown_model_is_400(http: aiohttp.ClientSession, server: ServerP
     async with await post_chat(http, server, model="no-such-model") as response:
         assert response.status == 400
         body = await response.json()
-    assert body["code"] == 51 and "no-such-model" in body["message"]
+    assert body["code"] == 51
+    assert "no-such-model" in body["message"]
