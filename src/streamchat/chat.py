@@ -1,9 +1,8 @@
 """The chat service: the streaming path, top to bottom.
 
 `start()` checks the request, has the provider accept it, creates a stream in the hub with
-its `start` event, and launches the generation as its own task; the HTTP response only
-follows the hub. The generation task pumps provider events into the hub until the answer
-ends, fails, is cancelled, or is abandoned by its followers.
+its `start` event, and launches the generation (generation.py) as its own task; the HTTP
+response only follows the hub.
 """
 
 from __future__ import annotations
@@ -11,97 +10,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
 
-from . import events
 from .config import Settings
 from .errors import AppError
+from .generation import Generation, NativeFormat, StreamFormat
 from .hub import StreamHub, StreamNotFound, Subscription
 from .providers.base import (
     ChatMessage,
-    Finish,
     GenerateRequest,
     Provider,
     ProviderError,
     ProviderStream,
-    TextDelta,
-    Usage,
 )
 from .schemas import ChatRequest, Code
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class Outcome:
-    """How a generation ended, for the final event (and the store, later)."""
-
-    text: list[str]
-    usage: Usage | None = None
-    finish_reason: str = "stop"
-    error: tuple[str, str] | None = None
-
-
-class Generation:
-    """One answer being generated: owns the provider stream and writes the hub."""
-
-    def __init__(self, hub: StreamHub, stream_id: str, upstream: ProviderStream) -> None:
-        self.hub = hub
-        self.stream_id = stream_id
-        self.upstream = upstream
-        self.task: asyncio.Task[None] | None = None
-        self.stop_reason: str | None = None
-
-    def stop(self, reason: str) -> None:
-        """Stop generating: `cancelled` by a user, `interrupted` when abandoned or on shutdown."""
-        if self.task is not None and not self.task.done() and self.stop_reason is None:
-            self.stop_reason = reason
-            self.task.cancel()
-
-    async def run(self) -> None:
-        """Pump the provider into the hub, then write the one final event."""
-        outcome = Outcome(text=[])
-        index = 1  # the start event is index 0
-        try:
-            async for event in self.upstream:
-                if type(event) is TextDelta:
-                    outcome.text.append(event.text)
-                    await self.hub.append(self.stream_id, events.delta(index, event.text))
-                    index += 1
-                elif type(event) is Usage:
-                    outcome.usage = event
-                elif type(event) is Finish:
-                    outcome.finish_reason = event.reason
-        except asyncio.CancelledError:
-            if self.stop_reason is None:
-                raise
-            _uncancel()
-            if self.stop_reason == "cancelled":
-                outcome.finish_reason = "cancelled"
-            else:
-                outcome.error = ("interrupted", "the answer was interrupted: nobody was listening")
-        except ProviderError as exc:
-            log.warning("stream %s: provider failed: %s", self.stream_id, exc.detail)
-            outcome.error = (exc.code, exc.detail)
-        except Exception:
-            log.exception("stream %s: generation failed", self.stream_id)
-            outcome.error = ("internal_error", "internal server error")
-        finally:
-            await self.upstream.aclose()
-        await self.hub.append(self.stream_id, _final_event(index, outcome), last=True)
-
-
-def _uncancel() -> None:
-    # We cancelled this task ourselves to stop it; it goes on to write its final event.
-    task = asyncio.current_task()
-    if task is not None:
-        task.uncancel()
-
-
-def _final_event(index: int, outcome: Outcome) -> bytes:
-    if outcome.error is not None:
-        return events.error(index, *outcome.error)
-    return events.end(index, outcome.finish_reason, outcome.usage)
 
 
 class ChatService:
@@ -123,8 +46,8 @@ class ChatService:
         return await self._provider.ready()
 
     async def start(self, request: ChatRequest) -> Subscription:
-        """Begin answering `request`; return the subscription its response follows."""
-        model = self._resolve_model(request.model)
+        """Begin answering a native chat request; return the subscription its response follows."""
+        model = self.resolve_model(request.model)
         if len(request.message) > self._settings.max_message_chars:
             raise AppError(
                 413,
@@ -132,23 +55,29 @@ class ChatService:
                 "message_too_long",
                 limit=self._settings.max_message_chars,
             )
-        messages = [ChatMessage("user", request.message)]
-        upstream = await self._open(GenerateRequest(messages=messages, model=model))
-        stream_id = uuid.uuid4().hex
-        generation = Generation(self._hub, stream_id, upstream)
-        await self._hub.create(stream_id, on_idle=lambda: self._on_idle(stream_id))
-        await self._hub.append(
-            stream_id,
-            events.start(
-                uid=request.uid,
-                conversation_id=request.conversation_id or uuid.uuid4().hex,
-                message_id=uuid.uuid4().hex,
-                stream_id=stream_id,
-                model=model,
-            ),
+        fmt = NativeFormat(
+            uid=request.uid,
+            conversation_id=request.conversation_id or uuid.uuid4().hex,
+            message_id=uuid.uuid4().hex,
+            model=model,
         )
+        messages = [ChatMessage("user", request.message)]
+        return await self.generate(GenerateRequest(messages=messages, model=model), fmt)
+
+    async def generate(self, request: GenerateRequest, fmt: StreamFormat) -> Subscription:
+        """Have the provider accept `request`, then stream its answer into a new hub stream.
+
+        Raises `AppError` (5xx) if the provider refuses; returns a subscription from the
+        stream's first event once it has accepted.
+        """
+        upstream = await self._open(request)
+        stream_id = uuid.uuid4().hex
+        await self._hub.create(stream_id, on_idle=lambda: self._on_idle(stream_id))
+        opening = fmt.opening(stream_id)
+        for payload in opening:
+            await self._hub.append(stream_id, payload)
         subscription = await self._hub.subscribe(stream_id, after=-1)
-        self._launch(generation)
+        self._launch(Generation(self._hub, stream_id, upstream, fmt), len(opening))
         return subscription
 
     async def follow(self, stream_id: str, after: int) -> Subscription:
@@ -176,7 +105,8 @@ class ChatService:
         if tasks:
             await asyncio.wait(tasks, timeout=5)
 
-    def _resolve_model(self, requested: str | None) -> str:
+    def resolve_model(self, requested: str | None) -> str:
+        """The model to use: the provider's default, or a requested one it serves."""
         models = self._provider.models()
         if requested is None or requested == "":
             return models[0]
@@ -196,9 +126,11 @@ class ChatService:
                 detail=exc.detail,
             ) from exc
 
-    def _launch(self, generation: Generation) -> None:
+    def _launch(self, generation: Generation, first_index: int) -> None:
         stream_id = generation.stream_id
-        generation.task = asyncio.create_task(generation.run(), name=f"generation-{stream_id}")
+        generation.task = asyncio.create_task(
+            generation.run(first_index), name=f"generation-{stream_id}"
+        )
         self._generations[stream_id] = generation
         generation.task.add_done_callback(lambda _: self._generations.pop(stream_id, None))
 

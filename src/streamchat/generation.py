@@ -1,0 +1,145 @@
+"""One answer being generated, and the formats its events are written in.
+
+A `Generation` owns the provider stream and is the only writer of its hub stream: deltas as
+they come, then the closing events, whatever happened (finished, failed, cancelled,
+abandoned). The response side never touches the provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from . import events
+from .hub import StreamHub
+from .providers.base import Finish, ProviderError, ProviderStream, TextDelta, Usage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How a generation ended, for the final event (and the store, later)."""
+
+    text: list[str]
+    usage: Usage | None = None
+    finish_reason: str = "stop"
+    error: tuple[str, str] | None = None
+
+
+class StreamFormat(Protocol):
+    """How a generation's events are written to the hub: the native events, or OpenAI's."""
+
+    def opening(self, stream_id: str) -> list[bytes]:
+        """The events before the first delta."""
+        ...
+
+    def delta(self, index: int, text: str) -> bytes:
+        """The event for one piece of text."""
+        ...
+
+    def closing(self, index: int, outcome: Outcome) -> list[bytes]:
+        """The events that end the stream (the last one ends it)."""
+        ...
+
+
+class NativeFormat:
+    """The native `/api/chat` events (DESIGN.md §3)."""
+
+    def __init__(self, *, uid: int, conversation_id: str, message_id: str, model: str) -> None:
+        self.uid = uid
+        self.conversation_id = conversation_id
+        self.message_id = message_id
+        self.model = model
+
+    def opening(self, stream_id: str) -> list[bytes]:
+        """The `start` event."""
+        return [
+            events.start(
+                uid=self.uid,
+                conversation_id=self.conversation_id,
+                message_id=self.message_id,
+                stream_id=stream_id,
+                model=self.model,
+            )
+        ]
+
+    def delta(self, index: int, text: str) -> bytes:
+        """A `delta` event."""
+        return events.delta(index, text)
+
+    def closing(self, index: int, outcome: Outcome) -> list[bytes]:
+        """One `end` or `error` event."""
+        if outcome.error is not None:
+            return [events.error(index, *outcome.error)]
+        return [events.end(index, outcome.finish_reason, outcome.usage)]
+
+
+class Generation:
+    """One answer being generated: owns the provider stream and writes the hub."""
+
+    def __init__(
+        self, hub: StreamHub, stream_id: str, upstream: ProviderStream, fmt: StreamFormat
+    ) -> None:
+        self.hub = hub
+        self.stream_id = stream_id
+        self.upstream = upstream
+        self.format = fmt
+        self.task: asyncio.Task[None] | None = None
+        self.stop_reason: str | None = None
+        self.index = 0  # of the next event
+
+    def stop(self, reason: str) -> None:
+        """Stop generating: `cancelled` by a user, `interrupted` when abandoned or on shutdown."""
+        if self.task is not None and not self.task.done() and self.stop_reason is None:
+            self.stop_reason = reason
+            self.task.cancel()
+
+    async def run(self, index: int) -> None:
+        """Pump the provider into the hub from event `index` on, then write the closing events."""
+        self.index = index
+        outcome = Outcome(text=[])
+        try:
+            await self._pump(outcome)
+        except asyncio.CancelledError:
+            if self.stop_reason is None:
+                raise
+            _uncancel()
+            if self.stop_reason == "cancelled":
+                outcome.finish_reason = "cancelled"
+            else:
+                outcome.error = ("interrupted", "the answer was interrupted: nobody was listening")
+        except ProviderError as exc:
+            log.warning("stream %s: provider failed: %s", self.stream_id, exc.detail)
+            outcome.error = (exc.code, exc.detail)
+        except Exception:
+            log.exception("stream %s: generation failed", self.stream_id)
+            outcome.error = ("internal_error", "internal server error")
+        finally:
+            await self.upstream.aclose()
+        *leading, last = self.format.closing(self.index, outcome)
+        for payload in leading:
+            await self.hub.append(self.stream_id, payload)
+        await self.hub.append(self.stream_id, last, last=True)
+
+    async def _pump(self, outcome: Outcome) -> None:
+        hub, stream_id, delta, index = self.hub, self.stream_id, self.format.delta, self.index
+        async for event in self.upstream:
+            if type(event) is TextDelta:
+                outcome.text.append(event.text)
+                await hub.append(stream_id, delta(index, event.text))
+                index += 1
+                self.index = index
+            elif type(event) is Usage:
+                outcome.usage = event
+            elif type(event) is Finish:
+                outcome.finish_reason = event.reason
+
+
+def _uncancel() -> None:
+    # We cancelled this task ourselves to stop it; it goes on to write its final event.
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
