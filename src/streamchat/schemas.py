@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import IntEnum
 from typing import Any, Generic, Literal, TypeVar
 
@@ -107,6 +108,53 @@ class ErrorEvent(BaseModel):
 
 
 StreamEvent = StartEvent | DeltaEvent | EndEvent | ErrorEvent
+
+
+MessageStatus = Literal["streaming", "complete", "cancelled", "interrupted", "error"]
+
+
+class ConversationOut(BaseModel):
+    """One conversation of a user, as listed."""
+
+    id: str
+    uid: int
+    title: str = Field(description="From the first message")
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConversationPage(BaseModel):
+    """A page of conversations, newest first."""
+
+    items: list[ConversationOut]
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` to get the next page; null on the last page"
+    )
+
+
+class MessageOut(BaseModel):
+    """One stored message: the user's, or an answer (possibly still streaming)."""
+
+    id: str
+    conversation_id: str
+    role: Literal["user", "assistant", "system"]
+    content: str
+    status: MessageStatus
+    model: str | None = None
+    usage: Usage | None = None
+    error: str | None = None
+    stream_id: str | None = Field(
+        None, description="For an answer: its stream, resumable while it is replayable"
+    )
+    created_at: datetime
+    updated_at: datetime
+
+
+class MessageList(BaseModel):
+    """The messages of one conversation, oldest first."""
+
+    conversation_id: str
+    items: list[MessageOut]
 
 
 class CancelResult(BaseModel):
