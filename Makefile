@@ -4,7 +4,7 @@ VENV := .venv
 UV := $(VENV)/bin/uv
 UV_ENV := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON=$(VENV)/bin/python
 
-.PHONY: run test lint typecheck install install-dev clean
+.PHONY: run test lint typecheck install install-dev clean bench bench-tools
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,25 @@ lint: install-dev
 typecheck: install-dev
 	$(VENV)/bin/mypy
 
-test: lint typecheck
+# The test suite includes a short smoke run of the benchmark, which needs Go.
+test: lint typecheck bench-tools
 	$(VENV)/bin/pytest
 
+# The benchmark's fake upstream and load generator are Go programs (standard library only), so
+# that the instruments are never the bottleneck. `python -m bench` builds them; this installs
+# Debian's Go first when it is missing. Settings: BENCH_* variables, see docs/performance.md.
+bench: install bench-tools
+	$(VENV)/bin/python -m bench
+
+bench-tools:
+	@command -v go >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's golang-go for the benchmark tools"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go; \
+	  else \
+	    echo "the benchmark needs Go: install it (Debian: sudo apt-get install golang-go)" >&2; \
+	    exit 1; \
+	  fi; }
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache bench/bin bench/.gocache

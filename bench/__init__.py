@@ -1,0 +1,1 @@
+"""streamchat's benchmark: `make bench` (or `python -m bench`) — see docs/performance.md."""

@@ -1,0 +1,3 @@
+module streamchat/bench
+
+go 1.19

@@ -1,0 +1,287 @@
+"""Turning load generator results into the issue's checks, and the checks into a table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .scenarios import DIRECT, Scenario
+
+Run = dict[str, Any]
+Runs = dict[str, Run | None]  # target key -> loadgen result; None: the server lacks the route
+
+
+@dataclass(frozen=True)
+class Check:
+    """One row: a metric for every target of a scenario, what it comes to, and its target."""
+
+    scenario: str
+    metric: str
+    cells: dict[str, str]
+    result: str
+    target: str
+    holds: bool | None  # None: reported, not judged
+
+    def as_json(self) -> dict[str, Any]:
+        """The check for the JSON result."""
+        return {
+            "scenario": self.scenario,
+            "metric": self.metric,
+            "values": self.cells,
+            "result": self.result,
+            "target": self.target,
+            "holds": self.holds,
+        }
+
+
+def value(run: Run, path: str) -> float:
+    """A number from a loadgen result by dotted path, e.g. `server.cpu_us_per_token`."""
+    node: Any = run
+    for part in path.split("."):
+        node = node[part]
+    return float(node)
+
+
+def kilo(x: float) -> str:
+    """Tokens per second, short: 281400 -> 281.4k."""
+    return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
+
+
+def ms(x: float) -> str:
+    """Milliseconds with a precision that suits their size."""
+    return f"{x:.2f}" if x < 10 else f"{x:.0f}"
+
+
+class _Rows:
+    """Builds the checks of one scenario from its runs."""
+
+    def __init__(self, scenario: Scenario, runs: Runs) -> None:
+        self.scenario = scenario
+        self.runs = runs
+        self.rows: list[Check] = []
+        direct = runs.get(DIRECT.key)
+        self.direct = direct
+        self.gateways = [t.key for t in scenario.targets if t.key != DIRECT.key and runs.get(t.key)]
+
+    def add(
+        self,
+        metric: str,
+        get: Callable[[Run], float],
+        show: Callable[[float], str],
+        *,
+        derive: Callable[[float], float] | None = None,
+        result: Callable[[float], str] = str,
+        target: str = "—",
+        ok: Callable[[float], bool] | None = None,
+        gateways_only: bool = False,
+    ) -> None:
+        """A row: `get` reads each run, `derive` turns a gateway's figure into the judged one."""
+        cells = {}
+        for t in self.scenario.targets:
+            run = self.runs.get(t.key)
+            if run is None:
+                cells[t.key] = "no route" if t.key in self.runs else "—"
+            elif gateways_only and t.key == DIRECT.key:
+                cells[t.key] = "—"
+            else:
+                cells[t.key] = show(get(run))
+        derived = [
+            (derive or (lambda x: x))(get(run))
+            for key in self.gateways
+            if (run := self.runs[key]) is not None
+        ]
+        holds = None if ok is None or not derived else all(ok(d) for d in derived)
+        text = " / ".join(result(d) for d in derived) if derive or ok else ""
+        self.rows.append(Check(self.scenario.key, metric, cells, text, target, holds))
+
+    def ratio_to_direct(self, path: str) -> Callable[[float], float]:
+        """Divide by the direct upstream's figure (NaN without one)."""
+        base = value(self.direct, path) if self.direct else float("nan")
+        return lambda x: x / base if base else float("nan")
+
+    def added_to_direct(self, path: str) -> Callable[[float], float]:
+        """Subtract the direct upstream's figure."""
+        base = value(self.direct, path) if self.direct else float("nan")
+        return lambda x: x - base
+
+
+def _memory_kb(concurrency: int) -> Callable[[Run], float]:
+    def per_stream(run: Run) -> float:
+        grown = value(run, "server.rss_peak_kb") - value(run, "server.rss_idle_kb")
+        return grown / concurrency
+
+    return per_stream
+
+
+def _cores(run: Run) -> str:
+    return "/".join(f"{x:.0f}" for x in run["cores_busy_pct"])
+
+
+TPS = "tokens_per_s"
+
+
+def _cpu_per_token(r: _Rows, target: str, ok: Callable[[float], bool] | None) -> None:
+    r.add(
+        "gateway CPU µs/token",
+        lambda x: value(x, "server.cpu_us_per_token"),
+        lambda x: f"{x:.1f}",
+        derive=lambda x: x,
+        result=lambda x: f"{x:.1f} µs",
+        target=target,
+        ok=ok,
+        gateways_only=True,
+    )
+
+
+def _burst(r: _Rows) -> None:
+    r.add(
+        "tokens/s",
+        lambda x: value(x, TPS),
+        kilo,
+        derive=r.ratio_to_direct(TPS),
+        result=lambda x: f"{x:.2f}× direct",
+    )
+    _cpu_per_token(r, "≤ 15 µs", lambda x: x <= 15)
+
+
+def _single(r: _Rows) -> None:
+    r.add(
+        "TTFT p50 ms",
+        lambda x: value(x, "ttft.p50_ms"),
+        ms,
+        derive=r.added_to_direct("ttft.p50_ms"),
+        result=lambda x: f"+{x:.2f} ms",
+        target="≤ +0.5 ms",
+        ok=lambda x: x <= 0.5,
+    )
+
+
+def _many(r: _Rows) -> None:
+    r.add(
+        "tokens/s",
+        lambda x: value(x, TPS),
+        kilo,
+        derive=r.ratio_to_direct(TPS),
+        result=lambda x: f"{x:.3f}× direct",
+        target="≥ 0.95×",
+        ok=lambda x: x >= 0.95,
+    )
+    r.add(
+        "gap p99 ms",
+        lambda x: value(x, "gap.p99_ms"),
+        ms,
+        derive=r.added_to_direct("gap.p99_ms"),
+        result=lambda x: f"+{x:.1f} ms",
+        target="≤ +50 ms",
+        ok=lambda x: x <= 50,
+    )
+    r.add(
+        "streams failed before 1st token",
+        lambda x: value(x, "errors.failed_before_first_token"),
+        lambda x: f"{x:.0f}",
+        derive=lambda x: x,
+        result=lambda x: f"{x:.0f}",
+        target="0",
+        ok=lambda x: x == 0,
+    )
+
+
+def _overload(r: _Rows) -> None:
+    r.add(
+        "tokens/s",
+        lambda x: value(x, TPS),
+        kilo,
+        derive=r.ratio_to_direct(TPS),
+        result=lambda x: f"{x:.2f}× direct",
+    )
+    r.add(
+        "TTFT p99 ms",
+        lambda x: value(x, "ttft.p99_ms"),
+        ms,
+        derive=lambda x: x,
+        result=lambda x: f"{x:.0f} ms",
+        target="≤ 2000 ms",
+        ok=lambda x: x <= 2000,
+    )
+    r.add(
+        "memory KB per open stream",
+        _memory_kb(r.scenario.concurrency),
+        lambda x: f"{x:.1f}",
+        derive=lambda x: x,
+        result=lambda x: f"{x:.1f} KB",
+        target="≤ 100 KB",
+        ok=lambda x: x <= 100,
+    )
+
+
+def _workers(r: _Rows) -> None:
+    one = r.runs.get("workers1")
+    base = value(one, TPS) if one else float("nan")
+    r.add(
+        "tokens/s",
+        lambda x: value(x, TPS),
+        kilo,
+        derive=lambda x: x / base,
+        result=lambda x: f"{x:.2f}× 1 worker",
+        target="report",
+    )
+    _cpu_per_token(r, "—", None)
+
+
+_SCENARIO_ROWS: dict[str, Callable[[_Rows], None]] = {
+    "burst": _burst,
+    "single": _single,
+    "many": _many,
+    "overload": _overload,
+    "workers": _workers,
+}
+
+
+def checks(scenario: Scenario, runs: Runs) -> list[Check]:
+    """The rows of one scenario: its own, then errors, CPU and how busy the machine was."""
+    r = _Rows(scenario, runs)
+    _SCENARIO_ROWS[scenario.key](r)
+    r.add(
+        "errors",
+        lambda x: value(x, "errors.total"),
+        lambda x: f"{x:.0f}",
+        derive=lambda x: x,
+        result=lambda x: f"{x:.0f}",
+        target="0",
+        ok=lambda x: x == 0,
+    )
+    r.add("server CPU %", lambda x: value(x, "server.cpu_pct"), lambda x: f"{x:.0f}%")
+    cores = {t: _cores(run) for t, run in runs.items() if run is not None}
+    r.rows.append(Check(scenario.key, "cores busy % (machine)", cores, "", "", None))
+    return r.rows
+
+
+def render(blocks: list[tuple[Scenario, list[Check]]]) -> str:
+    """The table: one block per scenario, its targets as columns."""
+    out: list[str] = []
+    for scenario, rows in blocks:
+        header = ["metric", *(t.label for t in scenario.targets), "result", "target", "holds"]
+        body = [
+            [
+                row.metric,
+                *(row.cells.get(t.key, "—") for t in scenario.targets),
+                row.result,
+                row.target,
+                {True: "yes", False: "NO", None: ""}[row.holds],
+            ]
+            for row in rows
+        ]
+        widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+        out.append(f"{scenario.key}: {scenario.title}")
+        for line in [header, *body]:
+            out.append(
+                "  " + "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True))
+            )
+        out.append("")
+    judged = [row for _, rows in blocks for row in rows if row.holds is not None]
+    failing = [f"{row.scenario} {row.metric}" for row in judged if not row.holds]
+    out.append(f"targets holding: {len(judged) - len(failing)} of {len(judged)}")
+    if failing:
+        out.append("not holding: " + "; ".join(failing))
+    return "\n".join(out)

@@ -1,0 +1,203 @@
+"""The scenarios of the performance issue, and how one measurement is taken.
+
+A measurement is one (scenario, target) pair with its own fresh fake upstream and, for
+streamchat targets, its own fresh server: nothing one run leaves behind (open connections,
+a grown heap) can colour the next. The server is pinned to `server_cpus`; the upstream and the
+load generator share `client_cpus`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .procs import Server, Upstream, post_stream, run_loadgen
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the load generator talks to: the upstream itself, or a route of streamchat."""
+
+    key: str
+    label: str
+    path: str
+    wire: str  # the event format loadgen reads: "native" or "openai"
+    workers: int = 0  # 0: the direct upstream, no streamchat in between
+
+
+DIRECT = Target("direct", "direct upstream", "/v1/chat/completions", "openai")
+NATIVE = Target("api", "/api/chat", "/api/chat", "native", workers=1)
+OPENAI = Target("openai", "/v1/chat/completions", "/v1/chat/completions", "openai", workers=1)
+ONE_WORKER = Target("workers1", "/api/chat, 1 worker", "/api/chat", "native", workers=1)
+TWO_WORKERS = Target("workers2", "/api/chat, --workers 2", "/api/chat", "native", workers=2)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A load: concurrency, the upstream's pace, and the targets measured under it."""
+
+    key: str
+    title: str
+    concurrency: int
+    delay_ms: float
+    targets: tuple[Target, ...]
+    server_cpus: str | None = None  # None: the configured server CPUs
+
+
+def _env_number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number, not {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Config:
+    """The run's settings, from BENCH_* environment variables (see docs/performance.md)."""
+
+    duration: float = 20.0
+    ramp: float = 2.0
+    tokens: int = 200
+    delay_ms: float = 20.0
+    c_burst: int = 64
+    c_many: int = 1000
+    c_overload: int = 5000
+    only: tuple[str, ...] = ()
+    server_cpus: str = "0"
+    client_cpus: str = "1"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Config:
+        """Read BENCH_DURATION, BENCH_RAMP, BENCH_TOKENS, BENCH_DELAY_MS, BENCH_C_BURST,
+        BENCH_C_MANY, BENCH_C_OVERLOAD, BENCH_SCENARIOS, BENCH_SERVER_CPUS, BENCH_CLIENT_CPUS."""
+        d = cls()
+        two_cores = (os.cpu_count() or 1) >= 2
+        return cls(
+            duration=_env_number(env, "BENCH_DURATION", d.duration),
+            ramp=_env_number(env, "BENCH_RAMP", d.ramp),
+            tokens=int(_env_number(env, "BENCH_TOKENS", d.tokens)),
+            delay_ms=_env_number(env, "BENCH_DELAY_MS", d.delay_ms),
+            c_burst=int(_env_number(env, "BENCH_C_BURST", d.c_burst)),
+            c_many=int(_env_number(env, "BENCH_C_MANY", d.c_many)),
+            c_overload=int(_env_number(env, "BENCH_C_OVERLOAD", d.c_overload)),
+            only=tuple(s.strip() for s in env.get("BENCH_SCENARIOS", "").split(",") if s.strip()),
+            server_cpus=env.get("BENCH_SERVER_CPUS", d.server_cpus if two_cores else ""),
+            client_cpus=env.get("BENCH_CLIENT_CPUS", d.client_cpus if two_cores else ""),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """The settings, for the JSON result."""
+        return {
+            "duration_s": self.duration,
+            "ramp_s": self.ramp,
+            "tokens": self.tokens,
+            "delay_ms": self.delay_ms,
+            "server_cpus": self.server_cpus,
+            "client_cpus": self.client_cpus,
+            "python": sys.version.split()[0],
+            "cpu_count": os.cpu_count(),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+        }
+
+
+def scenarios(cfg: Config) -> list[Scenario]:
+    """The issue's scenarios, in the order they run, filtered by BENCH_SCENARIOS."""
+    both_cores = ",".join(c for c in (cfg.server_cpus, cfg.client_cpus) if c)
+    pace = f"a token every {cfg.delay_ms:g} ms"
+    every = [
+        Scenario(
+            "burst",
+            f"C={cfg.c_burst}, upstream sends {cfg.tokens} tokens at once",
+            cfg.c_burst,
+            0,
+            (DIRECT, NATIVE, OPENAI),
+        ),
+        Scenario("single", "C=1, added time to first token", 1, 0, (DIRECT, NATIVE, OPENAI)),
+        Scenario("many", f"C={cfg.c_many}, {pace}", cfg.c_many, cfg.delay_ms, (DIRECT, NATIVE)),
+        Scenario(
+            "overload",
+            f"C={cfg.c_overload}, {pace}",
+            cfg.c_overload,
+            cfg.delay_ms,
+            (DIRECT, NATIVE),
+        ),
+        Scenario(
+            "workers",
+            f"C={cfg.c_burst} at once, 1 worker vs --workers 2 on all cores",
+            cfg.c_burst,
+            0,
+            (ONE_WORKER, TWO_WORKERS),
+            server_cpus=both_cores,
+        ),
+        # The embedded model (issue 3, providers/local.py) goes here once it lands: a scenario
+        # whose targets are the model called in-process with llama-cpp-python and streamchat
+        # with STREAMCHAT_PROVIDER=local, compared as tokens/s (target: >= 0.95x).
+    ]
+    if not cfg.only:
+        return every
+    unknown = set(cfg.only) - {s.key for s in every}
+    if unknown:
+        names = ", ".join(s.key for s in every)
+        raise SystemExit(f"BENCH_SCENARIOS: unknown {', '.join(sorted(unknown))} (use {names})")
+    return [s for s in every if s.key in cfg.only]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def measure(cfg: Config, scenario: Scenario, target: Target) -> dict[str, Any] | None:
+    """One run of the load generator; None if the server has no such route (yet)."""
+    with Upstream(tokens=cfg.tokens, delay_ms=scenario.delay_ms, cpus=cfg.client_cpus) as up:
+        if target.workers == 0:
+            return _load(cfg, scenario, target, up.base_url + target.path, [up.pid], 0)
+        cpus = cfg.server_cpus if scenario.server_cpus is None else scenario.server_cpus
+        with Server(upstream=up, port=_free_port(), workers=target.workers, cpus=cpus) as server:
+            url = server.url + target.path
+            # A warm-up stream: the first request's one-off costs are not what we measure.
+            if post_stream(url, _warm_up_body(target)) in (404, 405):
+                return None
+            return _load(cfg, scenario, target, url, [server.pid], up.pid)
+
+
+def _warm_up_body(target: Target) -> bytes:
+    if target.wire == "native":
+        return b'{"uid":1,"message":"warm up"}'
+    return b'{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+
+
+def _load(
+    cfg: Config, scenario: Scenario, target: Target, url: str, pids: list[int], up_pid: int
+) -> dict[str, Any]:
+    ramp = min(cfg.ramp, cfg.duration / 4)
+    args = [
+        "-url",
+        url,
+        "-c",
+        str(scenario.concurrency),
+        "-duration",
+        f"{cfg.duration}s",
+        "-ramp",
+        f"{ramp}s",
+        "-wire",
+        target.wire,
+        "-expect-tokens",
+        str(cfg.tokens),
+        "-pid",
+        ",".join(map(str, pids)),
+        "-up-pid",
+        str(up_pid),
+        "-label",
+        f"{scenario.key}/{target.key}",
+    ]
+    return run_loadgen(args, cfg.client_cpus)
