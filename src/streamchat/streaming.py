@@ -7,12 +7,18 @@ upstream is a 5xx, not a 200 that ends at once). The lifetime is a race, as in
 sse-starlette: the pump (events, pings) against the client's disconnect; the first to
 finish cancels the other, and the subscription is always closed, which is what tells the
 hub that a follower left.
+
+A client that does not take a write within the send deadline is dropped: its connection is
+aborted (see `_abort`), not closed, since a close waits for the unread data to drain.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 from collections.abc import Mapping
 
 from starlette.responses import Response
@@ -69,11 +75,13 @@ class EventStreamResponse(Response):
         if pump.cancelled():
             return  # the client went away
         failure = pump.exception()
+        if isinstance(failure, TimeoutError):
+            log.warning("dropping a client that did not read for %ss", self.send_timeout)
+            if _abort(receive):
+                await asyncio.sleep(0)  # let the server see the connection lost first
+            return
         if failure is not None:
-            if isinstance(failure, TimeoutError):
-                log.warning("dropping a client that did not read for %ss", self.send_timeout)
-            else:
-                log.error("event stream failed", exc_info=failure)
+            log.error("event stream failed", exc_info=failure)
             # Returning without completing the response makes the server close the connection.
             return
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -95,6 +103,30 @@ class EventStreamResponse(Response):
                     await send({"type": "http.response.body", "body": body, "more_body": True})
             if batch is not None and batch.ended:
                 return
+
+
+def _abort(receive: Receive) -> bool:
+    """Reset the client's connection now, discarding what it has not read; False if we can't.
+
+    ASGI has no message for this, and a server closes the connection of a response left
+    incomplete with the transport's close(), which first waits for the write buffer to drain:
+    a client that never reads again would hold the connection and that buffer for good.
+    uvicorn's `receive` is a method of its request cycle, which holds the transport. Under
+    another server (or behind a middleware that wraps `receive`) nothing is found, and the
+    server's own close is all that happens.
+    """
+    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    abort = getattr(transport, "abort", None)
+    if transport is None or not callable(abort):
+        return False
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        # Linger 0: the kernel sends a reset and frees the socket's buffers at once, instead of
+        # keeping an orphan socket that retries the unread data for minutes.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    abort()
+    return True
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:

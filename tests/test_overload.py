@@ -1,0 +1,92 @@
+"""Overload protection: a client that stops reading is dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from .conftest import StartServer
+from .fakeupstream import FakeUpstream, Script
+from .servers import ServerProcess
+from .sseclient import FrameReader, events
+
+CHAT = {"uid": 3, "message": "a long answer, please"}
+# Far more than socket buffers hold (the server's kernel send buffer grows to tcp_wmem's
+# 4 MB), and still streaming long after the send deadline: 80 MB at 4 KB a millisecond.
+FLOOD = Script(tokens=["x" * 4000] * 20_000, delay=0.001)
+
+
+def server_owned_connections(server_port: int, client_port: int) -> list[str]:
+    """TCP states of the sockets a process holds for the connection server_port<-client_port.
+
+    From /proc/net/tcp: a socket no process holds any more (closed, or orphaned while the
+    kernel finishes it) has inode 0 there.
+    """
+    states = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+        if (
+            int(local.rsplit(":", 1)[1], 16) == server_port
+            and int(remote.rsplit(":", 1)[1], 16) == client_port
+            and inode != "0"
+        ):
+            states.append(state)
+    return states
+
+
+async def open_unread_stream(server: ServerProcess) -> socket.socket:
+    """POST a chat on a raw socket with a tiny receive buffer, and never read from it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, ("127.0.0.1", server.port))
+    body = orjson.dumps(CHAT)
+    head = (
+        f"POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    await loop.sock_sendall(sock, head.encode() + body)
+    return sock
+
+
+async def wait_until_dropped(server: ServerProcess, client_port: int, seconds: float) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if not server_owned_connections(server.port, client_port):
+            return
+        await asyncio.sleep(0.05)
+    states = server_owned_connections(server.port, client_port)
+    raise AssertionError(f"the server still holds the stuck client's connection: {states}")
+
+
+async def test_client_that_stops_reading_is_dropped_and_its_generation_ends(
+    http: aiohttp.ClientSession, start_server: StartServer, upstream: FakeUpstream
+) -> None:
+    server = await start_server(send_timeout_seconds="1", detach_grace_seconds="0")
+    upstream.reset(FLOOD)
+    sock = await open_unread_stream(server)
+    try:
+        client_port = sock.getsockname()[1]
+        record = await upstream.next_record()
+        assert server_owned_connections(server.port, client_port) == ["01"]  # established
+        # The send deadline is 1 s; the upstream is closed when the last follower leaves.
+        await asyncio.wait_for(record.closed.wait(), timeout=15)
+        assert len(record.token_times) < len(FLOOD.tokens)
+        await wait_until_dropped(server, client_port, seconds=5)
+        assert "did not read" in server.log()
+    finally:
+        sock.close()
+
+    # The server is still healthy and answers the next chat in full.
+    upstream.reset()
+    async with http.get(server.url + "/healthz") as response:
+        assert response.status == 200
+    async with http.post(server.url + "/api/chat", json=CHAT) as response:
+        got = events(await FrameReader(response).all())
+    assert got[-1]["type"] == "end"
+    assert "".join(e["delta"] for e in got if e["type"] == "delta") == "Hello, world!"
