@@ -1,4 +1,5 @@
-"""Overload protection: a client that stops reading is dropped."""
+"""Overload protection: a client that stops reading is dropped, and the number of streams
+generating at once is bounded (STREAMCHAT_MAX_STREAMS) with 503 + Retry-After beyond it."""
 
 from __future__ import annotations
 
@@ -90,3 +91,60 @@ async def test_client_that_stops_reading_is_dropped_and_its_generation_ends(
         got = events(await FrameReader(response).all())
     assert got[-1]["type"] == "end"
     assert "".join(e["delta"] for e in got if e["type"] == "delta") == "Hello, world!"
+
+
+async def read_start(response: aiohttp.ClientResponse) -> tuple[FrameReader, str]:
+    """Check a chat was accepted; its reader and stream id after the start event."""
+    assert response.status == 200
+    reader = FrameReader(response)
+    start = await reader.next_event()
+    assert start is not None
+    assert start.event["type"] == "start"
+    return reader, start.event["stream_id"]
+
+
+async def assert_busy(http: aiohttp.ClientSession, server: ServerProcess) -> None:
+    headers = {"Accept-Language": "en"}
+    async with http.post(server.url + "/api/chat", json=CHAT, headers=headers) as refused:
+        assert refused.status == 503
+        assert refused.headers["Retry-After"] == "5"
+        body = await refused.json()
+    assert body == {"code": 63, "message": "server busy, retry later", "data": None}
+
+
+async def test_streams_beyond_max_streams_get_503_with_retry_after_until_one_ends(
+    http: aiohttp.ClientSession, start_server: StartServer, upstream: FakeUpstream
+) -> None:
+    server = await start_server(max_streams="2", detach_grace_seconds="0")
+    upstream.reset(Script(tokens=[f"w{i} " for i in range(100)], delay=0.1))
+    url = server.url + "/api/chat"
+    async with http.post(url, json=CHAT) as first, http.post(url, json=CHAT) as second:
+        first_reader, first_id = await read_start(first)
+        await read_start(second)
+        asked = len(upstream.records)
+
+        await assert_busy(http, server)
+        assert len(upstream.records) == asked, "a refused chat must not reach the upstream"
+
+        # Cancelling the first stream ends it, and that frees its slot.
+        async with http.post(f"{server.url}/api/chat/streams/{first_id}/cancel") as cancel:
+            assert cancel.status == 200
+        rest = events(await first_reader.all())
+        assert rest[-1]["finish_reason"] == "cancelled"
+        async with http.post(url, json=CHAT) as third:
+            await read_start(third)
+            await assert_busy(http, server)
+
+
+async def test_a_chat_the_upstream_refuses_gives_its_slot_back(
+    http: aiohttp.ClientSession, start_server: StartServer, upstream: FakeUpstream
+) -> None:
+    server = await start_server(max_streams="1", detach_grace_seconds="0")
+    upstream.reset(Script(status=500))
+    for _ in range(3):
+        async with http.post(server.url + "/api/chat", json=CHAT) as response:
+            assert response.status == 502
+    upstream.reset()
+    async with http.post(server.url + "/api/chat", json=CHAT) as response:
+        got = events(await FrameReader(response).all())
+    assert got[-1]["type"] == "end"

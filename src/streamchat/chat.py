@@ -15,6 +15,7 @@ from .config import Settings
 from .errors import AppError
 from .generation import Generation, NativeFormat, StreamFormat
 from .hub import StreamHub, StreamNotFound, Subscription
+from .limits import StreamSlots
 from .providers.base import (
     ChatMessage,
     GenerateRequest,
@@ -35,6 +36,7 @@ class ChatService:
         self._provider = provider
         self._hub = hub
         self._generations: dict[str, Generation] = {}
+        self._slots = StreamSlots(settings.max_streams)
         self._background: set[asyncio.Task[None]] = set()
 
     def models(self) -> list[str]:
@@ -67,9 +69,17 @@ class ChatService:
     async def generate(self, request: GenerateRequest, fmt: StreamFormat) -> Subscription:
         """Have the provider accept `request`, then stream its answer into a new hub stream.
 
-        Raises `AppError` (5xx) if the provider refuses; returns a subscription from the
-        stream's first event once it has accepted.
+        Raises `AppError` (5xx) if the provider refuses, or 503 beyond STREAMCHAT_MAX_STREAMS;
+        returns a subscription from the stream's first event once it has accepted.
         """
+        self._slots.take()  # given back when the generation task ends (see _launch)
+        try:
+            return await self._generate(request, fmt)
+        except BaseException:
+            self._slots.give_back()
+            raise
+
+    async def _generate(self, request: GenerateRequest, fmt: StreamFormat) -> Subscription:
         upstream = await self._open(request)
         stream_id = uuid.uuid4().hex
         await self._hub.create(stream_id, on_idle=lambda: self._on_idle(stream_id))
@@ -133,6 +143,7 @@ class ChatService:
         )
         self._generations[stream_id] = generation
         generation.task.add_done_callback(lambda _: self._generations.pop(stream_id, None))
+        generation.task.add_done_callback(self._slots.give_back)
 
     def _on_idle(self, stream_id: str) -> None:
         """The last follower left: keep generating for the grace period, then give up."""

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         30.0, gt=0, description="A client that takes longer to accept one write is dropped."
     )
     detach_grace_seconds: float = Field(30.0, ge=0)
+    max_streams: int = Field(
+        10_000,
+        ge=0,
+        description="Streams generating at once per process; more get 503. 0: no bound.",
+    )
     stream_ttl_seconds: float = Field(
         600.0, gt=0, description="How long a finished stream stays replayable."
     )
