@@ -167,7 +167,10 @@ def measure(cfg: Config, scenario: Scenario, target: Target) -> dict[str, Any] |
             # A warm-up stream: the first request's one-off costs are not what we measure.
             if post_stream(url, _warm_up_body(target)) in (404, 405):
                 return None
-            return _load(cfg, scenario, target, url, [server.pid], up.pid)
+            result = _load(cfg, scenario, target, url, [server.pid], up.pid)
+            if result["errors"]["total"]:
+                result["server_log_tail"] = server.log().splitlines()[-40:]
+            return result
 
 
 def _warm_up_body(target: Target) -> bytes:
