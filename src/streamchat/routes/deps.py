@@ -10,13 +10,13 @@ from ..chat import ChatService
 from ..config import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The settings `create_app` was built with."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_chat(request: Request) -> ChatService:
+async def get_chat(request: Request) -> ChatService:
     """The chat service of this app."""
     chat: ChatService = request.app.state.chat
     return chat
