@@ -94,17 +94,29 @@ def _chunk_events(chunk: Any) -> list[ProviderEvent]:
 class OpenAIStream:
     """An accepted upstream response, read as SSE chunk by chunk."""
 
-    def __init__(self, response: aiohttp.ClientResponse, url: str) -> None:
+    def __init__(
+        self, response: aiohttp.ClientResponse, url: str, streams: set[OpenAIStream]
+    ) -> None:
         self._response = response
         self._url = url
+        self._clock = asyncio.get_running_loop().time
+        self.last_read = self._clock()  # for the provider's silence check
+        self._streams = streams
+        streams.add(self)
 
     def __aiter__(self) -> AsyncIterator[ProviderEvent]:
         return self._events()
 
+    def time_out(self) -> None:
+        """The upstream has been silent for too long: fail the read in progress."""
+        self._response.content.set_exception(aiohttp.ServerTimeoutError("upstream silent"))
+
     async def _events(self) -> AsyncIterator[ProviderEvent]:
         decoder = SSEDecoder()
+        clock = self._clock
         try:
             async for chunk in self._response.content.iter_any():
+                self.last_read = clock()
                 for message in decoder.feed(chunk):
                     if message.data == b"[DONE]":
                         return
@@ -120,11 +132,18 @@ class OpenAIStream:
 
     async def aclose(self) -> None:
         """Close the upstream connection now (not released for reuse: the body is unread)."""
+        self._streams.discard(self)
         self._response.close()
 
 
 class OpenAIProvider:
-    """Streams chat completions from `STREAMCHAT_OPENAI_BASE_URL`."""
+    """Streams chat completions from `STREAMCHAT_OPENAI_BASE_URL`.
+
+    Upstream silence (`read_timeout`) is not aiohttp's `sock_read` timeout, which re-arms a
+    timer on every chunk received, a tenth of the server's time at a thousand streams: the
+    wait for the headers has one deadline per request, and a sweep every quarter of the
+    timeout fails the streams that have received nothing for longer.
+    """
 
     name = "openai"
 
@@ -142,11 +161,12 @@ class OpenAIProvider:
         self._models_url = base_url.rstrip("/") + "/models"
         self._api_key = api_key
         self._model = model
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout, sock_read=read_timeout
-        )
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
+        self._read_timeout = read_timeout
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._streams: set[OpenAIStream] = set()
+        self._sweeper: asyncio.Task[None] | None = None
 
     def models(self) -> list[str]:
         """The configured model."""
@@ -161,9 +181,13 @@ class OpenAIProvider:
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=self._timeout, headers=headers, auto_decompress=True
         )
+        self._sweeper = asyncio.create_task(self._fail_silent_streams(), name="upstream-silence")
 
     async def close(self) -> None:
         """Close the connection pool."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -176,7 +200,8 @@ class OpenAIProvider:
         """POST the request; return when the upstream's 2xx headers arrive."""
         assert self._session is not None, "provider not started"
         try:
-            response = await self._session.post(self._url, data=_request_body(request))
+            async with asyncio.timeout(self._read_timeout):
+                response = await self._session.post(self._url, data=_request_body(request))
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout(f"{self._url} did not answer in time") from exc
         except aiohttp.ClientConnectorError as exc:
@@ -185,8 +210,16 @@ class OpenAIProvider:
         except aiohttp.ClientError as exc:
             raise UpstreamBadResponse(f"{self._url} failed: {exc}") from exc
         if response.status < 300:
-            return OpenAIStream(response, self._url)
+            return OpenAIStream(response, self._url, self._streams)
         raise await self._refusal(response)
+
+    async def _fail_silent_streams(self) -> None:
+        clock = asyncio.get_running_loop().time
+        while True:
+            await asyncio.sleep(self._read_timeout / 4)
+            silent_since = clock() - self._read_timeout
+            for stream in [s for s in self._streams if s.last_read < silent_since]:
+                stream.time_out()
 
     async def _refusal(self, response: aiohttp.ClientResponse) -> ProviderError:
         status = response.status
