@@ -73,6 +73,8 @@ class EventStreamResponse(Response):
                 deadline.stop()
                 pump.cancel()
                 watcher.cancel()
+                # A cancel is only a request: let both end before their outcome is read.
+                await asyncio.wait((pump, watcher))
         finally:
             await self.subscription.close()
         if deadline.expired:
