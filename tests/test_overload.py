@@ -4,7 +4,11 @@ generating at once is bounded (STREAMCHAT_MAX_STREAMS) with 503 + Retry-After be
 from __future__ import annotations
 
 import asyncio
+import resource
 import socket
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import aiohttp
@@ -148,3 +152,60 @@ async def test_a_chat_the_upstream_refuses_gives_its_slot_back(
     async with http.post(server.url + "/api/chat", json=CHAT) as response:
         got = events(await FrameReader(response).all())
     assert got[-1]["type"] == "end"
+
+
+class LowFileLimitServer(ServerProcess):
+    """`streamchat serve` started with a soft open-file limit of 256, as a small VM might."""
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+        def low_limit() -> None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+        with self.log_path.open("wb") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "streamchat", "serve"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=tempfile.gettempdir(),
+                preexec_fn=low_limit,
+            )
+
+
+def open_file_limits(pid: int) -> tuple[str, str]:
+    """The soft and hard open-file limits of a process."""
+    limits = Path(f"/proc/{pid}/limits").read_text()
+    soft, hard = next(line for line in limits.splitlines() if "open files" in line).split()[3:5]
+    return soft, hard
+
+
+def kernel_somaxconn() -> int:
+    """The kernel's cap on a listening socket's backlog."""
+    return int(Path("/proc/sys/net/core/somaxconn").read_text())
+
+
+def listen_backlog(port: int) -> int:
+    """The accept-queue bound of the socket listening on `port` (ss shows it as Send-Q)."""
+    shown = subprocess.run(
+        ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return int(shown[2])
+
+
+async def test_serve_raises_its_open_file_limit_and_listens_with_a_deep_backlog(
+    upstream: FakeUpstream,
+) -> None:
+    server = LowFileLimitServer(
+        {"STREAMCHAT_PROVIDER": "openai", "STREAMCHAT_OPENAI_BASE_URL": upstream.base_url}
+    )
+    await server.start()
+    try:
+        assert server.proc is not None
+        soft, hard = open_file_limits(server.proc.pid)
+        assert soft == hard
+        # uvicorn's default backlog (2048) overflowed at C=5000; the kernel caps ours.
+        assert listen_backlog(server.port) == min(65535, kernel_somaxconn())
+    finally:
+        server.stop()
