@@ -23,6 +23,8 @@ from ..errors import AppError
 from ..schemas import Code
 
 log = logging.getLogger(__name__)
+# Alembic announces each of its autogenerate plugins at INFO, at every start-up.
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 # Written as `BEGIN <mode>` by SQLite connections; IMMEDIATE for transactions that write.
 _BEGIN_MODE = "streamchat_sqlite_begin"
