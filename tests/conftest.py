@@ -8,8 +8,9 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from .dbs import new_database as new_database
-from .dbs import postgres as postgres
+from .dbs import database as database
+from .dbs import databases as databases
+from .dbs import db_kind as db_kind
 from .dbs import scratch as scratch
 from .dbs import sqlite_settings
 from .fakeupstream import FakeUpstream

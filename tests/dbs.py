@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +26,6 @@ KINDS = ["sqlite", "postgres"]
 
 # STREAMCHAT_ settings (lower case, without the prefix) that point a server at a database.
 DatabaseSettings = dict[str, str]
-NewDatabase = Callable[[], Awaitable[DatabaseSettings]]
 
 
 def sqlite_settings(directory: str) -> DatabaseSettings:
@@ -64,6 +63,27 @@ class Postgres:
         await self._engine.dispose()
 
 
+class Databases:
+    """This run's databases: new ones per test, or one shared per kind."""
+
+    def __init__(self, directory: str, postgres: Postgres) -> None:
+        self.directory = directory
+        self.postgres = postgres
+        self._shared: dict[str, DatabaseSettings] = {}
+
+    async def new(self, kind: str) -> DatabaseSettings:
+        """Settings for a new, empty database of `kind`."""
+        if kind == "sqlite":
+            return sqlite_settings(self.directory)
+        return await self.postgres.settings()
+
+    async def shared(self, kind: str) -> DatabaseSettings:
+        """The same database of `kind` for every caller, for tests that need no fresh one."""
+        if kind not in self._shared:
+            self._shared[kind] = await self.new(kind)
+        return self._shared[kind]
+
+
 @pytest.fixture(scope="session")
 def scratch() -> Iterator[str]:
     """A directory for this run's SQLite files."""
@@ -73,24 +93,23 @@ def scratch() -> Iterator[str]:
 
 
 @pytest_asyncio.fixture(scope="session")
-async def postgres() -> AsyncIterator[Postgres]:
-    """This run's schemas in the shared PostgreSQL."""
-    pg = Postgres(POSTGRES_URL)
+async def databases(scratch: str) -> AsyncIterator[Databases]:
+    """This run's SQLite files and PostgreSQL schemas; the schemas are dropped at the end."""
+    postgres = Postgres(POSTGRES_URL)
     try:
-        yield pg
+        yield Databases(scratch, postgres)
     finally:
-        await pg.close()
+        await postgres.close()
 
 
 @pytest.fixture(params=KINDS)
-def new_database(request: pytest.FixtureRequest, scratch: str) -> NewDatabase:
-    """Run the test on SQLite and on PostgreSQL: settings for a new, empty database."""
+def db_kind(request: pytest.FixtureRequest) -> str:
+    """Run the test on SQLite and on PostgreSQL."""
+    kind: str = request.param
+    return kind
 
-    if request.param == "sqlite":
 
-        async def new_sqlite() -> DatabaseSettings:
-            return sqlite_settings(scratch)
-
-        return new_sqlite
-    pg: Postgres = request.getfixturevalue("postgres")
-    return pg.settings
+@pytest_asyncio.fixture
+async def database(db_kind: str, databases: Databases) -> DatabaseSettings:
+    """Settings for a new, empty database of each kind."""
+    return await databases.new(db_kind)
