@@ -149,12 +149,16 @@ class Store:
         return turn
 
     async def save_progress(self, message_id: str, content: str) -> None:
-        """Save a growing answer's text (only while it is still `streaming`)."""
+        """Save a growing answer's text, unless it has already been finished.
+
+        An `interrupted` answer being saved is alive: another process sharing the database
+        started and took it for one a crash left behind. It is `streaming` again.
+        """
         m = messages.c
         statement = (
             update(messages)
-            .where(m.id == message_id, m.status == "streaming")
-            .values(content=content, updated_at=_now())
+            .where(m.id == message_id, m.status.in_(("streaming", "interrupted")))
+            .values(content=content, status="streaming", error=None, updated_at=_now())
         )
         async with guarded(), self._writer.begin() as connection:
             await connection.execute(statement)
