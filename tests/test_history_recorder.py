@@ -6,7 +6,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-import pytest
 import pytest_asyncio
 
 from streamchat.generation import Generation, NativeFormat, Outcome
@@ -16,7 +15,7 @@ from streamchat.providers.echo import EchoStream
 from streamchat.recorder import FINISH_WAIT_SECONDS, AnswerRecorder
 from streamchat.store import NewTurn, Store, create_engine
 
-from .dbs import DatabaseSettings
+from .dbs import UNREACHABLE, DatabaseSettings
 from .servers import free_port
 
 
@@ -69,16 +68,9 @@ async def test_a_few_tokens_are_saved_after_the_interval(store: Store) -> None:
     assert recorder.writes == 1
 
 
-@pytest.mark.parametrize(
-    "url",
-    [
-        "postgresql+asyncpg://postgres@127.0.0.1:{port}/test",
-        "sqlite+aiosqlite:////nonexistent-dir-{port}/streamchat.db",
-    ],
-    ids=["postgres-closed-port", "sqlite-no-such-directory"],
-)
-async def test_a_failing_database_never_holds_up_the_answer(url: str) -> None:
-    store = Store(create_engine(url.format(port=free_port()), timeout=1))
+@UNREACHABLE
+async def test_a_failing_database_never_holds_up_the_answer(unreachable_url: str) -> None:
+    store = Store(create_engine(unreachable_url.format(port=free_port()), timeout=1))
     recorder = AnswerRecorder(store, "0" * 32, seconds=0.05, tokens=2)
     text: list[str] = []
     started = time.monotonic()

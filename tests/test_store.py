@@ -17,7 +17,7 @@ from streamchat.schemas import Usage
 from streamchat.store import Store, StoreUnavailable, create_engine, migrate
 from streamchat.store.tables import metadata
 
-from .dbs import DatabaseSettings
+from .dbs import UNREACHABLE, DatabaseSettings
 from .servers import free_port
 
 
@@ -255,16 +255,9 @@ def test_titles_are_one_short_line() -> None:
     assert long.endswith("…")
 
 
-@pytest.mark.parametrize(
-    "url",
-    [
-        "postgresql+asyncpg://postgres@127.0.0.1:{port}/test",
-        "sqlite+aiosqlite:////nonexistent-dir-{port}/streamchat.db",
-    ],
-    ids=["postgres-closed-port", "sqlite-no-such-directory"],
-)
-async def test_an_unreachable_database_is_store_unavailable(url: str) -> None:
-    store = Store(create_engine(url.format(port=free_port()), timeout=2))
+@UNREACHABLE
+async def test_an_unreachable_database_is_store_unavailable(unreachable_url: str) -> None:
+    store = Store(create_engine(unreachable_url.format(port=free_port()), timeout=2))
     assert await store.ping() is False
     with pytest.raises(StoreUnavailable) as caught:
         await store.list_conversations(1, before=None, limit=1)
