@@ -314,12 +314,17 @@ async def test_postgres_unreachable_is_503_then_recovers(
             assert await probe(http, server, 33) == (503, 52)
             status, body = await get(http, f"{server.url}/api/conversations?uid=33")
             assert (status, body["code"]) == (503, 52)
+            status, body = await get(http, f"{server.url}/readyz")
+            assert (status, body["code"]) == (503, 52)
+            assert body["data"]["checks"] == {"provider": True, "database": False}
             assert upstream.records == []
             await proxy.restore()
             assert await probe(http, server, 33) == (200, 0)
             status, body = await get(http, f"{server.url}/api/conversations?uid=33")
             assert status == 200
             assert len(body["data"]["items"]) == 2
+            status, body = await get(http, f"{server.url}/readyz")
+            assert (status, body["data"]["checks"]["database"]) == (200, True)
     finally:
         await proxy.cut()
 
