@@ -347,3 +347,17 @@ async def test_50_concurrent_chats_on_sqlite_never_see_a_locked_database(
         assert question["content"] == f"hello {uid}"
         assert (answer["status"], answer["content"]) == ("complete", "".join(tokens))
     assert "locked" not in busy.log()
+
+
+async def test_the_history_endpoints_are_in_the_openapi_spec(
+    http: aiohttp.ClientSession, start_server: StartServer
+) -> None:
+    plain = await start_server()
+    _, spec = await get(http, plain.url + "/api.json")
+    paths = spec["paths"]
+    assert set(paths["/api/conversations"]) == {"get"}
+    assert set(paths["/api/conversations/{conversation_id}/messages"]) == {"get"}
+    assert set(paths["/api/conversations/{conversation_id}"]) == {"delete"}
+    schemas = spec["components"]["schemas"]
+    assert {"ConversationPage", "ConversationOut", "MessageList", "MessageOut"} <= set(schemas)
+    assert "stream_id" in schemas["MessageOut"]["properties"]
