@@ -179,8 +179,9 @@ async def test_disconnect_keeps_the_partial_answer_as_interrupted(
     await asyncio.wait_for(upstream.records[-1].closed.wait(), 2)
     answer = (await settled(http, server, got[0]["conversation_id"], 26))[-1]
     assert answer["status"] == "interrupted"
+    # What the client saw, and maybe the token or two that came before the server stopped.
     assert answer["content"].startswith(text_of(got))
-    assert answer["content"] == "".join(SLOW.tokens[: len(upstream.records[-1].token_times)])
+    assert "".join(SLOW.tokens).startswith(answer["content"])
     assert answer["error"]
 
 
@@ -231,19 +232,25 @@ async def test_a_refused_request_keeps_the_question_and_the_refusal(
 
 
 async def test_the_answer_is_saved_while_it_streams(
-    http: aiohttp.ClientSession, server: ServerProcess, upstream: FakeUpstream
+    http: aiohttp.ClientSession,
+    start_server: StartServer,
+    databases: Databases,
+    db_kind: str,
+    upstream: FakeUpstream,
 ) -> None:
+    db = await databases.shared(db_kind)
+    server = await start_server(history_save_seconds="2", detach_grace_seconds="0", **db)
     tokens = [f"t{i} " for i in range(71)]
     upstream.reset(Script(tokens=tokens, hang_after=70))  # sends 70, then holds the stream
     response, _, got = await open_chat(http, server, 30, deltas=70)
-    await asyncio.sleep(0.3)
     conversation, stream_id = got[0]["conversation_id"], got[0]["stream_id"]
+    await asyncio.sleep(0.3)
     answer = (await stored(http, server, conversation, 30))[-1]
-    # 64 tokens make a save at once; the other 6 wait for the 1-second timer.
+    # 64 tokens make a save at once; the other 6 wait for the timer (2 s here).
     assert answer["status"] == "streaming"
     assert answer["stream_id"] == stream_id
     assert answer["content"] == "".join(tokens[:64])
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(2.2)
     answer = (await stored(http, server, conversation, 30))[-1]
     assert answer["content"] == "".join(tokens[:70])
     assert answer["status"] == "streaming"
