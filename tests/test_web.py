@@ -1,0 +1,335 @@
+"""The chat page in real headless Chromium against a real server: what a person sees and does."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+from playwright.async_api import Page
+
+from .conftest import StartServer
+from .fakeupstream import FakeUpstream, Script
+from .servers import ServerProcess, free_port
+from .webpage import ARTIFACTS, ChatPage
+
+TICK = 0.2  # seconds between the fake model's tokens, as a slow model streams
+
+MARKDOWN_TOKENS = [
+    "## Plan\n\n",
+    "Steps:\n\n",
+    "- read **the",
+    " docs**\n",
+    "- write `code`\n",
+    "- test it\n\n",
+    "```python\n",
+    "def add(a, b):\n",
+    "    return a + b\n",
+    "```\n\n",
+    "1. first\n",
+    "2. second\n",
+    "\nDone *now*.",
+]
+
+
+async def test_answer_grows_token_by_token_and_renders_markdown(
+    page: Page, server: ServerProcess, upstream: FakeUpstream
+) -> None:
+    upstream.reset(Script(tokens=MARKDOWN_TOKENS, delay=TICK))
+    chat = ChatPage(page, server.url)
+    await chat.open()
+    await chat.send("make a plan")
+
+    async def screenshot_mid_answer() -> None:
+        await chat.wait_for_text(40)
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=ARTIFACTS / "chat-mid-answer.png")
+
+    samples, _ = await asyncio.gather(chat.sample_growth(), screenshot_mid_answer())
+
+    lengths = [n for _, n in samples]
+    final = lengths[-1]
+    intermediate = {n for n in lengths if 0 < n < final}
+    assert len(intermediate) >= 3, samples
+    first_seen = next(t for t, n in samples if n > 0)
+    complete_at = next(t for t, n in samples if n == final)
+    assert complete_at - first_seen > (len(MARKDOWN_TOKENS) - 3) * TICK * 1000
+
+    assert await chat.answer.get_attribute("data-status") == "complete"
+    body = chat.answer.locator(".body")
+    assert await body.locator("h2").inner_text() == "Plan"
+    assert await body.locator("ul > li").count() == 3
+    assert await body.locator("ul > li strong").inner_text() == "the docs"
+    assert await body.locator("ul > li code").inner_text() == "code"
+    code = body.locator("pre > code.language-python")
+    assert await code.inner_text() == "def add(a, b):\n    return a + b"
+    assert await body.locator("ol > li").all_inner_texts() == ["first", "second"]
+    assert await body.locator("em").inner_text() == "now"
+    assert await chat.violations() == []
+
+
+async def test_stop_ends_the_answer_and_closes_the_upstream(
+    page: Page, server: ServerProcess, upstream: FakeUpstream
+) -> None:
+    upstream.reset(Script(tokens=[f"w{i} " for i in range(40)], delay=TICK))
+    chat = ChatPage(page, server.url)
+    await chat.open()
+    await chat.send("talk for a long time")
+    await chat.wait_for_text(6)
+    await page.click("#stop")
+    assert await chat.wait_settled() == "cancelled"
+    await asyncio.wait_for(upstream.records[-1].closed.wait(), timeout=1.0)
+    assert await chat.answer.locator(".status").inner_text() == "Stopped."
+    stopped_at = await chat.answer_text()
+    assert 6 <= len(stopped_at) < 40
+    await asyncio.sleep(3 * TICK)
+    assert await chat.answer_text() == stopped_at, "no text after the stop"
+    assert await page.is_hidden("#stop")
+    assert await page.is_enabled("#send")
+
+
+async def test_reload_mid_answer_resumes_after_the_last_index_without_gaps_or_repeats(
+    page: Page, start_server: StartServer, upstream: FakeUpstream
+) -> None:
+    # A reload drops the connection: the generation must outlive it for a while (grace).
+    patient = await start_server(detach_grace_seconds="10", ping_seconds="1")
+    tokens = [f"t{i:02d} " for i in range(25)]
+    upstream.reset(Script(tokens=tokens, delay=TICK))
+    chat = ChatPage(page, patient.url)
+    await chat.open()
+    await chat.send("count for me")
+    await chat.wait_for_text(len("t00 t01 t02 t03 t04"))
+    resumed: list[str] = []
+    page.on("request", lambda request: resumed.append(request.url))
+    await page.reload()
+    assert await chat.wait_settled() == "complete"
+    assert await chat.answer_text() == "".join(tokens).strip()
+    assert await page.locator(".msg.user .body").all_inner_texts() == ["count for me"]
+    assert len(upstream.records) == 1, "the generation went on; it was not started again"
+    after = [url.rsplit("?after=", 1)[1] for url in resumed if "/api/chat/streams/" in url]
+    assert len(after) == 1, resumed
+    assert int(after[0]) >= 5, "resumed after the last index shown, not from the start"
+    assert await page.evaluate("localStorage.getItem('streamchat.active')") is None
+
+
+async def test_reload_after_the_stream_expired_says_so_and_keeps_the_saved_text(
+    page: Page, server: ServerProcess
+) -> None:
+    chat = ChatPage(page, server.url)
+    await chat.open()
+    saved = {
+        "uid": 1,
+        "streamId": "0123456789abcdef",
+        "conversationId": "c-gone",
+        "messageId": "m-gone",
+        "question": "what was it?",
+        "index": 3,
+        "text": "half an answer",
+    }
+    await page.evaluate(
+        "(saved) => localStorage.setItem('streamchat.active', JSON.stringify(saved))", saved
+    )
+    await page.reload()
+    assert "不存在或已过期" in await chat.error()
+    assert await chat.wait_settled() == "error"
+    assert await chat.answer_text() == "half an answer"
+    assert "0123456789abcdef" in await chat.answer.locator(".status").inner_text()
+
+
+async def test_validation_errors_show_the_servers_message(
+    page: Page, server: ServerProcess, upstream: FakeUpstream
+) -> None:
+    chat = ChatPage(page, server.url)
+    await chat.open()
+    await page.click("#send")  # an empty message
+    banner = await chat.error()
+    assert "消息内容不能为空" in banner
+    assert "HTTP 400 · code 51" in banner
+    assert await page.locator("#messages .msg").count() == 0
+
+    await page.fill("#uid", "abc")
+    await page.dispatch_event("#uid", "change")
+    await chat.send("hello")
+    await page.wait_for_function(
+        "() => document.getElementById('error-text').textContent.includes('用户ID必须是正整数')"
+    )
+    assert await page.input_value("#message") == "hello", "the message is kept to send again"
+    assert upstream.records == []
+
+
+async def test_upstream_down_shows_a_clear_error(
+    page: Page, start_server: StartServer, upstream: FakeUpstream
+) -> None:
+    orphan = await start_server(openai_base_url=f"http://127.0.0.1:{free_port()}/v1")
+    chat = ChatPage(page, orphan.url)
+    await chat.open()
+    await chat.send("anyone there?")
+    banner = await chat.error()
+    assert "上游模型服务不可用" in banner
+    assert re.search(r"HTTP 50[234] · code 6\d", banner), banner
+    assert await page.locator("#messages .msg").count() == 0
+    assert await page.input_value("#message") == "anyone there?"
+
+
+async def test_stream_error_event_is_shown_and_the_partial_answer_kept(
+    page: Page, server: ServerProcess, upstream: FakeUpstream
+) -> None:
+    upstream.reset(Script(tokens=["Par", "tial", " answer", "never"], error_after=3, delay=TICK))
+    chat = ChatPage(page, server.url)
+    await chat.open()
+    await chat.send("fail half way")
+    assert await chat.wait_settled() == "error"
+    assert await chat.answer_text() == "Partial answer"
+    assert "upstream exploded" in await chat.answer.locator(".status").inner_text()
+    assert "upstream exploded" in await chat.error()
+    assert await page.is_enabled("#send")
+
+
+HOSTILE_TOKENS = [
+    "Look: <img src=x onerror=\"window.__pwned='img'\">",
+    " and <script>window.__pwned='script'</script>",
+    "\n\n[click me](javascript:window.__pwned='link')",
+    "\n\n<iframe src=\"javascript:window.__pwned='iframe'\"></iframe>",
+    "\n\n<a href=\"javascript:window.__pwned='a'\">a</a>",
+    "\n\n![tracker](http://tracker.invalid/pixel.png)",
+    "\n\n<svg onload=\"window.__pwned='svg'\"></svg>",
+]
+
+
+async def test_model_output_with_html_or_script_executes_nothing(
+    page: Page, server: ServerProcess, upstream: FakeUpstream
+) -> None:
+    upstream.reset(Script(tokens=HOSTILE_TOKENS, delay=0.05))
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    chat = ChatPage(page, server.url)
+    await chat.open()
+    await chat.send("be evil")
+    assert await chat.wait_settled() == "complete"
+    await asyncio.sleep(0.3)  # give an onerror or onload the time it would need
+
+    assert await page.evaluate("window.__pwned") is None
+    messages = page.locator("#messages")
+    assert await messages.locator("img, script, iframe, svg, object, embed").count() == 0
+    links = await messages.locator("a").evaluate_all("(links) => links.map((a) => a.href)")
+    assert links == ["http://tracker.invalid/pixel.png"], "only the image, shown as a link"
+    text = await chat.answer_text()
+    assert "<img src=x onerror=" in text
+    assert "<script>window.__pwned='script'</script>" in text
+    assert "[click me](javascript:window.__pwned='link')" in text
+    assert not [url for url in requested if "tracker.invalid" in url]
+    assert await chat.violations() == [], "nothing even tried to run"
+
+
+async def test_markdown_renderer_builds_only_safe_elements(
+    page: Page, server: ServerProcess
+) -> None:
+    cases = {
+        "# Title": "<h1>Title</h1>",
+        "a\nb": "<p>a<br>b</p>",
+        "- a\n  - b\n- c": "<ul><li>a<ul><li>b</li></ul></li><li>c</li></ul>",
+        "3. x\n4. y": '<ol start="3"><li>x</li><li>y</li></ol>',
+        "```js\nlet x = 1 < 2;\n```": (
+            '<pre><code class="language-js" data-lang="js">let x = 1 &lt; 2;</code></pre>'
+        ),
+        "```\nstill streaming": "<pre><code>still streaming</code></pre>",
+        "    indented": "<pre><code>indented</code></pre>",
+        "> quoted": "<blockquote><p>quoted</p></blockquote>",
+        "| a | b |\n|---|--:|\n| 1 | 2 |": (
+            '<div class="table-wrap"><table><thead><tr><th>a</th>'
+            '<th style="text-align: right;">b</th></tr></thead><tbody><tr><td>1</td>'
+            '<td style="text-align: right;">2</td></tr></tbody></table></div>'
+        ),
+        "x `a<b>` y": "<p>x <code>a&lt;b&gt;</code> y</p>",
+        "**b** *i* ~~d~~": "<p><strong>b</strong> <em>i</em> <del>d</del></p>",
+        "[t](https://e.example/x)": (
+            '<p><a href="https://e.example/x" target="_blank" '
+            'rel="noopener noreferrer nofollow">t</a></p>'
+        ),
+        "[t](javascript:alert(1))": "<p>[t](javascript:alert(1))</p>",
+        "[t](data:text/html,hi)": "<p>[t](data:text/html,hi)</p>",
+        "snake_case_name and 2 * 3 * 4": "<p>snake_case_name and 2 * 3 * 4</p>",
+        "see https://e.example/a.": (
+            '<p>see <a href="https://e.example/a" target="_blank" '
+            'rel="noopener noreferrer nofollow">https://e.example/a</a>.</p>'
+        ),
+        "---": "<hr>",
+        "<b onclick=x>bold?</b>": "<p>&lt;b onclick=x&gt;bold?&lt;/b&gt;</p>",
+    }
+    await ChatPage(page, server.url).open()
+    got = await page.evaluate(
+        """async (cases) => {
+            const { renderMarkdown } = await import("/web/markdown.js");
+            const out = {};
+            for (const source of cases) {
+                const box = document.createElement("div");
+                box.append(renderMarkdown(source));
+                out[source] = box.innerHTML;
+            }
+            return out;
+        }""",
+        list(cases),
+    )
+    assert got == cases
+
+
+# The client from the seed's article, as written there, collecting instead of logging.
+SEED_CLIENT = """
+async (body) => {
+  const started = performance.now();
+  const got = [];
+  const res = await fetch("/api/chat", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder("utf-8");
+  let buffer = "";
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let lines = buffer.split("\\n\\n");
+    buffer = lines.pop();
+    for (const chunk of lines) {
+      const dataLine = chunk.trim();
+      if (dataLine.startsWith("data: ")) {
+        got.push([performance.now() - started, dataLine.slice(6)]);
+      }
+    }
+  }
+  return got;
+}
+"""
+
+
+async def run_seed_client(page: Page, tokens: list[str]) -> list[tuple[float, dict[str, object]]]:
+    """Run the seed's client in the page; (milliseconds, event) for every `data:` it read."""
+    import orjson
+
+    body = {"message": "舞低杨柳楼心月,歌尽桃花扇底风", "uid": 1}
+    raw: list[tuple[float, str]] = await page.evaluate(SEED_CLIENT, body)
+    got = [(float(at), orjson.loads(data)) for at, data in raw]
+    events = [event for _, event in got]
+    assert [e["index"] for e in events] == list(range(len(tokens) + 2))
+    assert [e["type"] for e in events] == ["start", *["delta"] * len(tokens), "end"]
+    assert "".join(str(e["delta"]) for e in events if e["type"] == "delta") == "".join(tokens)
+    return got
+
+
+def assert_progressive(got: list[tuple[float, dict[str, object]]], tokens: int) -> None:
+    """Events arrived one by one as the model wrote them, not all at the end."""
+    times = [at for at, event in got if event["type"] == "delta"]
+    assert times[-1] - times[0] > (tokens - 2) * TICK * 1000, times
+    assert len(set(times)) >= tokens - 1, "each token arrived in its own read"
+    assert got[0][0] < times[-1] - (tokens - 2) * TICK * 1000, "start came long before the end"
+
+
+@pytest.mark.parametrize("tokens", [["舞低", "杨柳", "楼心", "月,", "歌尽", "桃花", "扇底", "风"]])
+async def test_the_seeds_own_client_reads_every_event_as_it_arrives(
+    page: Page, server: ServerProcess, upstream: FakeUpstream, tokens: list[str]
+) -> None:
+    upstream.reset(Script(tokens=tokens, delay=TICK))
+    await ChatPage(page, server.url).open()
+    assert_progressive(await run_seed_client(page, tokens), len(tokens))
