@@ -11,9 +11,7 @@ from playwright.async_api import Page
 from .conftest import StartServer
 from .fakeupstream import FakeUpstream, Script
 from .servers import ServerProcess, free_port
-from .webpage import ARTIFACTS, ChatPage
-
-TICK = 0.2  # seconds between the fake model's tokens, as a slow model streams
+from .webpage import ARTIFACTS, TICK, ChatPage, assert_progressive, run_seed_client
 
 MARKDOWN_TOKENS = [
     "## Plan\n\n",
@@ -271,59 +269,6 @@ async def test_markdown_renderer_builds_only_safe_elements(
         list(cases),
     )
     assert got == cases
-
-
-# The client from the seed's article, as written there, collecting instead of logging.
-SEED_CLIENT = """
-async (body) => {
-  const started = performance.now();
-  const got = [];
-  const res = await fetch("/api/chat", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  const reader = res.body.getReader();
-  const decoder = new TextDecoder("utf-8");
-  let buffer = "";
-  while (true) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true });
-    let lines = buffer.split("\\n\\n");
-    buffer = lines.pop();
-    for (const chunk of lines) {
-      const dataLine = chunk.trim();
-      if (dataLine.startsWith("data: ")) {
-        got.push([performance.now() - started, dataLine.slice(6)]);
-      }
-    }
-  }
-  return got;
-}
-"""
-
-
-async def run_seed_client(page: Page, tokens: list[str]) -> list[tuple[float, dict[str, object]]]:
-    """Run the seed's client in the page; (milliseconds, event) for every `data:` it read."""
-    import orjson
-
-    body = {"message": "舞低杨柳楼心月,歌尽桃花扇底风", "uid": 1}
-    raw: list[tuple[float, str]] = await page.evaluate(SEED_CLIENT, body)
-    got = [(float(at), orjson.loads(data)) for at, data in raw]
-    events = [event for _, event in got]
-    assert [e["index"] for e in events] == list(range(len(tokens) + 2))
-    assert [e["type"] for e in events] == ["start", *["delta"] * len(tokens), "end"]
-    assert "".join(str(e["delta"]) for e in events if e["type"] == "delta") == "".join(tokens)
-    return got
-
-
-def assert_progressive(got: list[tuple[float, dict[str, object]]], tokens: int) -> None:
-    """Events arrived one by one as the model wrote them, not all at the end."""
-    times = [at for at, event in got if event["type"] == "delta"]
-    assert times[-1] - times[0] > (tokens - 2) * TICK * 1000, times
-    assert len(set(times)) >= tokens - 1, "each token arrived in its own read"
-    assert got[0][0] < times[-1] - (tokens - 2) * TICK * 1000, "start came long before the end"
 
 
 @pytest.mark.parametrize("tokens", [["舞低", "杨柳", "楼心", "月,", "歌尽", "桃花", "扇底", "风"]])

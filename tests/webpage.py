@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 from playwright.async_api import Locator, Page
 
 # A browser download is not possible here: Playwright drives the system's Chromium.
@@ -20,6 +21,7 @@ LAUNCH_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).parent / "artifacts"
+TICK = 0.2  # seconds between the fake model's tokens in these tests, as a slow model streams
 
 # Runs before the page's own scripts: records any Content-Security-Policy violation, so a test
 # can tell "nothing tried to run" from "something tried and the policy stopped it".
@@ -111,3 +113,54 @@ class ChatPage:
         """Content-Security-Policy violations seen by the page."""
         found: list[str] = await self.page.evaluate("window.__violations")
         return found
+
+
+# The client from the seed's article, as written there, collecting instead of logging.
+SEED_CLIENT = """
+async (body) => {
+  const started = performance.now();
+  const got = [];
+  const res = await fetch("/api/chat", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder("utf-8");
+  let buffer = "";
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let lines = buffer.split("\\n\\n");
+    buffer = lines.pop();
+    for (const chunk of lines) {
+      const dataLine = chunk.trim();
+      if (dataLine.startsWith("data: ")) {
+        got.push([performance.now() - started, dataLine.slice(6)]);
+      }
+    }
+  }
+  return got;
+}
+"""
+
+
+async def run_seed_client(page: Page, tokens: list[str]) -> list[tuple[float, dict[str, object]]]:
+    """Run the seed's client in the page; (milliseconds, event) for every `data:` it read."""
+    body = {"message": "舞低杨柳楼心月,歌尽桃花扇底风", "uid": 1}
+    raw: list[tuple[float, str]] = await page.evaluate(SEED_CLIENT, body)
+    got = [(float(at), orjson.loads(data)) for at, data in raw]
+    events = [event for _, event in got]
+    assert [e["index"] for e in events] == list(range(len(tokens) + 2))
+    assert [e["type"] for e in events] == ["start", *["delta"] * len(tokens), "end"]
+    assert "".join(str(e["delta"]) for e in events if e["type"] == "delta") == "".join(tokens)
+    return got
+
+
+def assert_progressive(got: list[tuple[float, dict[str, object]]], tokens: int) -> None:
+    """Events arrived one by one as the model wrote them, not all at the end."""
+    times = [at for at, event in got if event["type"] == "delta"]
+    assert times[-1] - times[0] > (tokens - 2) * TICK * 1000, times
+    assert len(set(times)) >= tokens - 1, "each token arrived in its own read"
+    assert got[0][0] < times[-1] - (tokens - 2) * TICK * 1000, "start came long before the end"
