@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 
+import aiohttp
 import pytest
 from playwright.async_api import Page
 
@@ -28,6 +29,49 @@ MARKDOWN_TOKENS = [
     "2. second\n",
     "\nDone *now*.",
 ]
+
+
+# Every way a string could become markup or code in the page.
+HTML_OR_CODE_SINKS = "|".join(
+    [
+        r"\.(inner|outer)HTML\s*=",
+        r"insertAdjacentHTML\(",
+        r"document\.write",
+        r"eval\(",
+        r"Function\(",
+    ]
+)
+
+
+async def test_page_and_assets_are_served_locally_under_a_strict_policy(
+    http: aiohttp.ClientSession, server: ServerProcess
+) -> None:
+    async with http.get(server.url + "/") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/html")
+        policy = response.headers["Content-Security-Policy"]
+        html = await response.text()
+    assert "script-src 'self'" in policy
+    assert "default-src 'none'" in policy
+    assert "unsafe" not in policy
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert {"/web/app.js", "/web/style.css"} <= set(assets)
+    modules = ["app.js", "api.js", "answer.js", "markdown.js", "sidebar.js"]
+    for path in assets + [f"/web/{name}" for name in modules]:
+        assert path.startswith("/web/"), path
+        async with http.get(server.url + path) as response:
+            assert response.status == 200, path
+            assert response.headers["Cache-Control"] == "no-cache"
+            body = await response.text()
+        if path.endswith(".js"):
+            assert response.headers["Content-Type"].startswith("text/javascript")
+            imports = re.findall(r'from "([^"]+)"', body)
+            assert all(name.startswith("./") for name in imports), imports
+            # No path by which a string becomes markup or code.
+            sinks = (
+                r"\.(inner|outer)HTML\s*=|insertAdjacentHTML\(|document\.write|eval\(|Function\("
+            )
+            assert not re.search(sinks, body), path
 
 
 async def test_answer_grows_token_by_token_and_renders_markdown(
