@@ -9,6 +9,11 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright
 
+from .dbs import database as database
+from .dbs import databases as databases
+from .dbs import db_kind as db_kind
+from .dbs import scratch as scratch
+from .dbs import sqlite_settings
 from .fakeupstream import FakeUpstream
 from .servers import ServerProcess
 from .webpage import CHROMIUM, LAUNCH_ARGS, WATCH_CSP
@@ -31,8 +36,11 @@ def _fresh_script(request: pytest.FixtureRequest) -> None:
 
 
 @pytest_asyncio.fixture(scope="session")
-async def start_server(upstream: FakeUpstream) -> AsyncIterator[StartServer]:
-    """Start (or reuse) a server with these STREAMCHAT_ settings; stopped at session end."""
+async def start_server(upstream: FakeUpstream, scratch: str) -> AsyncIterator[StartServer]:
+    """Start (or reuse) a server with these STREAMCHAT_ settings; stopped at session end.
+
+    Unless `database_url` is given, each server gets a SQLite file of its own.
+    """
     servers: dict[frozenset[tuple[str, str]], ServerProcess] = {}
 
     async def start(**settings: str) -> ServerProcess:
@@ -40,6 +48,8 @@ async def start_server(upstream: FakeUpstream) -> AsyncIterator[StartServer]:
         env.update({f"STREAMCHAT_{k.upper()}": str(v) for k, v in settings.items()})
         key = frozenset(env.items())
         if key not in servers:
+            if "database_url" not in settings:
+                env["STREAMCHAT_DATABASE_URL"] = sqlite_settings(scratch)["database_url"]
             server = ServerProcess(env)
             await server.start()
             servers[key] = server

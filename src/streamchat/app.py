@@ -16,11 +16,13 @@ from pydantic import TypeAdapter
 from . import __version__, handlers, routetable
 from .chat import ChatService
 from .config import Settings
+from .history import History
 from .hub import MemoryHub
 from .logs import TraceMiddleware
 from .providers import build_provider
-from .routes import chat, system, web
+from .routes import chat, conversations, system, web
 from .schemas import StreamEvent
+from .store import Store, create_engine
 
 log = logging.getLogger("streamchat")
 
@@ -32,10 +34,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     hub = MemoryHub(
         ttl_seconds=settings.stream_ttl_seconds, retain_bytes=settings.stream_retain_bytes
     )
-    service = ChatService(settings, provider, hub)
+    store = Store(
+        create_engine(
+            settings.database_url,
+            schema=settings.database_schema,
+            timeout=settings.database_timeout_seconds,
+        )
+    )
+    history = History(store, settings)
+    service = ChatService(settings, provider, hub, history)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await store.start(run_migrations=settings.database_migrate)
         await hub.start()
         await provider.start()
         _log_start(app, settings)
@@ -45,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await service.close()
             await provider.close()
             await hub.close()
+            await store.close()
 
     app = FastAPI(
         title="streamchat",
@@ -57,9 +69,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.chat = service
+    app.state.history = history
     handlers.install(app)
     app.add_middleware(TraceMiddleware)
     app.include_router(chat.router)
+    app.include_router(conversations.router)
     app.include_router(system.router)
     app.include_router(web.router)
     app.mount(web.WEB_ASSETS, web.WebAssets(), name="web-assets")

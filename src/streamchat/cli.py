@@ -1,4 +1,4 @@
-"""`streamchat serve` and `streamchat chat "…"`."""
+"""`streamchat serve`, `streamchat chat "…"` and `streamchat db upgrade`."""
 
 from __future__ import annotations
 
@@ -33,9 +33,17 @@ def main(argv: list[str] | None = None) -> int:
     chat.add_argument("--model")
     chat.add_argument("--lang", default="en", help="language of error messages (en, zh)")
 
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser(
+        "upgrade", help="migrate STREAMCHAT_DATABASE_URL to the latest revision (serve does too)"
+    )
+
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args.host, args.port, args.workers)
+    if args.command == "db":
+        return asyncio.run(_db_upgrade())
     return asyncio.run(_chat(args))
 
 
@@ -63,6 +71,27 @@ def _serve(host: str | None, port: int | None, workers: int) -> int:
         access_log=False,
         timeout_graceful_shutdown=5,
     )
+    return 0
+
+
+async def _db_upgrade() -> int:
+    from .store import StoreUnavailable, create_engine, migrate
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    engine = create_engine(
+        settings.database_url,
+        schema=settings.database_schema,
+        timeout=settings.database_timeout_seconds,
+    )
+    try:
+        revision = await migrate(engine)
+    except StoreUnavailable as exc:
+        print(f"error: cannot migrate the database: {exc.detail}", file=sys.stderr)
+        return 1
+    finally:
+        await engine.dispose()
+    print(f"database at revision {revision}")
     return 0
 
 

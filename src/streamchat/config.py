@@ -43,6 +43,25 @@ class Settings(BaseSettings):
         64 * 1024 * 1024, ge=0, description="Memory budget for finished, replayable streams."
     )
 
+    database_url: str = Field(
+        "sqlite+aiosqlite:///./streamchat.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///… or postgresql+asyncpg://…",
+    )
+    database_schema: str = Field(
+        "", description="PostgreSQL schema to work in (its search_path); empty: the default."
+    )
+    database_timeout_seconds: float = Field(
+        10.0, gt=0, description="Waits for a lock, a pooled connection, a connect or a query."
+    )
+    database_migrate: bool = Field(True, description="Run the migrations at start-up.")
+    history_max_chars: int = Field(
+        32_000, ge=0, description="Budget of earlier turns sent to the model, oldest dropped first."
+    )
+    history_save_seconds: float = Field(
+        1.0, gt=0, description="A growing answer is saved at least this often…"
+    )
+    history_save_tokens: int = Field(64, ge=1, description="…or after this many tokens, if sooner.")
+
     @property
     def model_name(self) -> str:
         """The model id clients see, defaulting per provider."""
