@@ -7,7 +7,7 @@ import re
 
 import aiohttp
 import pytest
-from playwright.async_api import Page
+from playwright.async_api import Browser, Page
 
 from .conftest import StartServer
 from .fakeupstream import FakeUpstream, Script
@@ -322,3 +322,46 @@ async def test_the_seeds_own_client_reads_every_event_as_it_arrives(
     upstream.reset(Script(tokens=tokens, delay=TICK))
     await ChatPage(page, server.url).open()
     assert_progressive(await run_seed_client(page, tokens), len(tokens))
+
+
+async def test_usable_at_phone_width(
+    browser: Browser, server: ServerProcess, upstream: FakeUpstream
+) -> None:
+    context = await browser.new_context(
+        locale="zh-CN", viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    try:
+        page = await context.new_page()
+        chat = ChatPage(page, server.url)
+        await chat.open()
+        width = 390
+
+        async def right_edge(selector: str) -> float:
+            box = await page.locator(selector).bounding_box()
+            assert box is not None, selector
+            return box["x"] + box["width"]
+
+        assert await right_edge("#sidebar") <= 0, "the sidebar is a drawer, closed"
+        assert await right_edge("#send") <= width
+        await page.click("#toggle-sidebar")
+        await page.wait_for_function(
+            "() => document.getElementById('sidebar').getBoundingClientRect().left >= 0"
+        )
+        await page.click("#new-chat")  # picking something closes the drawer
+        await page.wait_for_function(
+            "() => document.getElementById('sidebar').getBoundingClientRect().right <= 0"
+        )
+
+        long_line = "x = " + " + ".join(f"value_{i}" for i in range(40))
+        tokens = ["Here:\n\n", "```python\n", long_line, "\n```\n\n", "- one\n", "- two\n"]
+        upstream.reset(Script(tokens=[*tokens, *[f"w{i} " for i in range(10)]], delay=TICK))
+        await chat.send("show me a long line of code")
+        await chat.wait_for_text(len(long_line))
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=ARTIFACTS / "chat-phone.png")
+        assert await chat.wait_settled() == "complete"
+        overflow = await page.evaluate("() => document.documentElement.scrollWidth")
+        assert overflow <= width, "the page never scrolls sideways; the code block does"
+        assert await right_edge("#messages .msg.assistant pre") <= width
+    finally:
+        await context.close()

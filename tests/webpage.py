@@ -67,6 +67,24 @@ class ChatPage:
         await self.page.goto(self.base_url + "/")
         await self.page.wait_for_function("() => document.getElementById('uid').value !== ''")
 
+    async def set_uid(self, uid: int | str) -> None:
+        """Type a uid into its box, as a person would (the page reacts on change)."""
+        await self.page.fill("#uid", str(uid))
+        await self.page.dispatch_event("#uid", "change")
+
+    async def conversations(self) -> list[str]:
+        """The titles in the sidebar, top to bottom."""
+        titles: list[str] = await self.page.locator("#conversations .title").all_inner_texts()
+        return titles
+
+    async def bubbles(self) -> list[tuple[str, str]]:
+        """(role, text) of every message on screen."""
+        found: list[tuple[str, str]] = await self.page.locator("#messages .msg").evaluate_all(
+            """(all) => all.map((m) => [m.classList.contains("user") ? "user" : "assistant",
+                                         m.querySelector(".body").innerText])"""
+        )
+        return [(role, text) for role, text in found]
+
     async def send(self, text: str) -> None:
         """Type a message and press Send."""
         await self.page.fill("#message", text)

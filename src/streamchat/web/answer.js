@@ -4,7 +4,7 @@
 // so a resume (after=index) can never duplicate text, and the saved {stream id, index, text}
 // is always consistent: reload the page, restore the text, resume after that index.
 
-import { ApiError, StreamBroken, readEvents, resumeStream } from "./api.js";
+import { StreamBroken, describe, readEvents, resumeStream } from "./api.js";
 import { renderMarkdown } from "./markdown.js";
 
 const RESUME_TRIES = 3;
@@ -144,11 +144,4 @@ function caretAtEnd(body) {
   caret.className = "caret";
   caret.setAttribute("aria-hidden", "true");
   node.append(caret);
-}
-
-/** A person-readable sentence for an error met while talking to the server. */
-export function describe(error) {
-  if (error instanceof ApiError || error instanceof StreamBroken) return error.message;
-  if (error instanceof TypeError) return "Cannot reach the server. Check your connection.";
-  return String(error?.message ?? error);
 }

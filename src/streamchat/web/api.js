@@ -121,3 +121,10 @@ function dataOf(block) {
   }
   return data.length ? data.join("\n") : null;
 }
+
+/** A person-readable sentence for an error met while talking to the server. */
+export function describe(error) {
+  if (error instanceof ApiError || error instanceof StreamBroken) return error.message;
+  if (error instanceof TypeError) return "Cannot reach the server. Check your connection.";
+  return String(error?.message ?? error);
+}

@@ -4,8 +4,8 @@
 // ({stream id, last index, text so far}), so a reload shows the text and resumes the stream
 // after that index.
 
-import { ApiError, getData, postData, startChat } from "./api.js";
-import { Answer, describe, messageElement } from "./answer.js";
+import { ApiError, describe, getData, postData, startChat } from "./api.js";
+import { Answer, messageElement } from "./answer.js";
 import { Sidebar } from "./sidebar.js";
 
 const KEY_UID = "streamchat.uid";

@@ -1,6 +1,6 @@
 // The conversation list: GET /api/conversations?uid=…&cursor=…, newest first, a page at a time.
 
-import { ApiError, getData } from "./api.js";
+import { describe, getData } from "./api.js";
 
 const PAGE_SIZE = 30;
 
@@ -43,10 +43,7 @@ export class Sidebar {
     try {
       page = await getData(`/api/conversations?uid=${uid}&limit=${PAGE_SIZE}${cursor}`);
     } catch (error) {
-      if (uid !== this.uid) return;
-      const missing = error instanceof ApiError && error.status === 404;
-      const text = missing ? "History is not available on this server." : `Could not load conversations: ${error.message}`;
-      this.show([], append, text);
+      if (uid === this.uid) this.show([], append, `Could not load conversations: ${describe(error)}`);
       return;
     }
     if (uid !== this.uid) return; // the uid changed while this page was loading
