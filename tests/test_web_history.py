@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Iterable
 from pathlib import Path
 
 import aiohttp
@@ -109,9 +108,9 @@ async def test_sidebar_shows_more_conversations_a_page_at_a_time(
     assert await chat.conversations() == [f"q{n}" for n in range(31, -1, -1)]
 
 
-def corrupt(files: Iterable[Path]) -> None:
-    """The disk went bad under a database: its file, journal and shared memory."""
-    for path in files:
+def corrupt(database: Path) -> None:
+    """The disk went bad under a SQLite database: its file, write-ahead log and shared memory."""
+    for path in database.parent.glob(database.name + "*"):
         path.write_bytes(b"this is not a database" * 512)
 
 
@@ -123,7 +122,7 @@ async def test_sidebar_says_when_history_cannot_be_loaded(
     chat = ChatPage(page, broken.url)
     await chat.open()
     await page.wait_for_selector("#conversations-note:has-text('No conversations yet.')")
-    corrupt(tmp_path.glob("broken.db*"))
+    corrupt(database)
     await chat.set_uid(fresh_uid())
     await page.wait_for_function(
         "() => document.getElementById('conversations-note').textContent.startsWith('Could not')"
