@@ -199,3 +199,21 @@ async def test_the_page_resumes_by_itself_when_nginx_restarts_mid_answer(
     assert await chat.answer_text() == "".join(tokens).strip()
     assert await page.is_hidden("#error")
     assert len(upstream.records) == 1
+
+
+async def test_the_page_gives_up_clearly_when_the_proxy_stays_down(
+    page: Page, start_server: StartServer, start_nginx: StartNginx, upstream: FakeUpstream
+) -> None:
+    patient = await start_server(detach_grace_seconds="10", ping_seconds="1")
+    proxy = await start_nginx(patient)
+    upstream.reset(Script(tokens=[f"t{i:02d} " for i in range(30)], delay=TICK))
+    chat = ChatPage(page, proxy.url)
+    await chat.open()
+    await chat.send("keep going")
+    await chat.wait_for_text(len("t00 t01"))
+    shown = await chat.answer_text()
+    proxy.stop()
+    assert "Cannot reach the server" in await chat.error()
+    assert await chat.wait_settled() == "error"
+    assert (await chat.answer_text()).startswith(shown), "what was shown stays"
+    assert await page.is_enabled("#send")

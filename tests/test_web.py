@@ -11,7 +11,7 @@ from playwright.async_api import Browser, Page
 
 from .conftest import StartServer
 from .fakeupstream import FakeUpstream, Script
-from .servers import ServerProcess, free_port
+from .servers import ServerProcess
 from .webpage import ARTIFACTS, TICK, ChatPage, assert_progressive, run_seed_client
 
 MARKDOWN_TOKENS = [
@@ -202,7 +202,8 @@ async def test_validation_errors_show_the_servers_message(
 async def test_upstream_down_shows_a_clear_error(
     page: Page, start_server: StartServer, upstream: FakeUpstream
 ) -> None:
-    orphan = await start_server(openai_base_url=f"http://127.0.0.1:{free_port()}/v1")
+    # Nothing listens on the discard port (the same server as test_chat_stream's, reused).
+    orphan = await start_server(openai_base_url="http://127.0.0.1:9/v1")
     chat = ChatPage(page, orphan.url)
     await chat.open()
     await chat.send("anyone there?")
@@ -225,6 +226,35 @@ async def test_stream_error_event_is_shown_and_the_partial_answer_kept(
     assert "upstream exploded" in await chat.answer.locator(".status").inner_text()
     assert "upstream exploded" in await chat.error()
     assert await page.is_enabled("#send")
+
+
+async def test_an_answer_cut_at_the_length_limit_says_so(
+    page: Page, server: ServerProcess, upstream: FakeUpstream
+) -> None:
+    upstream.reset(Script(tokens=["To be", " continued"], finish_reason="length"))
+    chat = ChatPage(page, server.url)
+    await chat.open()
+    await chat.send("write a novel")
+    assert await chat.wait_settled() == "length"
+    assert await chat.answer_text() == "To be continued"
+    note = await chat.answer.locator(".status").inner_text()
+    assert note == "Cut off: the answer reached its length limit."
+
+
+async def test_enter_sends_and_shift_enter_starts_a_new_line(
+    page: Page, server: ServerProcess, upstream: FakeUpstream
+) -> None:
+    chat = ChatPage(page, server.url)
+    await chat.open()
+    await page.type("#message", "first line")
+    await page.keyboard.press("Shift+Enter")
+    await page.keyboard.type("second line")
+    assert await page.input_value("#message") == "first line\nsecond line"
+    await page.keyboard.press("Enter")
+    assert await chat.wait_settled() == "complete"
+    assert upstream.records[-1].body["messages"][-1]["content"] == "first line\nsecond line"
+    assert await page.locator(".msg.user .body").inner_text() == "first line\nsecond line"
+    assert await page.input_value("#message") == ""
 
 
 HOSTILE_TOKENS = [

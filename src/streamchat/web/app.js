@@ -62,6 +62,7 @@ function showError(error) {
   }
   ui.errorDetail.textContent = detail.join(" · ");
   ui.error.hidden = false;
+  scrollToEnd(); // the banner took room from the chat
 }
 
 function hideError() {
@@ -70,11 +71,17 @@ function hideError() {
 
 // ---- the chat ----
 
+// Follow the bottom of the chat while it grows, unless the person scrolled up to read.
+let stickToBottom = true;
+
+function scrollToEnd() {
+  if (stickToBottom) ui.messages.scrollTop = ui.messages.scrollHeight;
+}
+
 function show(element) {
-  const pinned = ui.messages.scrollHeight - ui.messages.scrollTop - ui.messages.clientHeight < 80;
   ui.empty.hidden = true;
   ui.messages.append(element);
-  if (pinned) element.scrollIntoView({ block: "end" });
+  scrollToEnd();
 }
 
 function clearChat() {
@@ -108,8 +115,7 @@ async function run(answer, response) {
   };
   answer.onChange = () => {
     if (state.answer === answer) save(answer);
-    const bottom = ui.messages.scrollHeight - ui.messages.clientHeight;
-    if (bottom - ui.messages.scrollTop < 120) ui.messages.scrollTop = bottom;
+    scrollToEnd();
   };
   try {
     await answer.follow(response);
@@ -270,6 +276,10 @@ function start() {
     }
   });
   ui.stop.addEventListener("click", stop);
+  ui.messages.addEventListener("scroll", () => {
+    const { scrollHeight, scrollTop, clientHeight } = ui.messages;
+    stickToBottom = scrollHeight - scrollTop - clientHeight < 40;
+  });
   ui.uid.addEventListener("change", () => {
     localStorage.setItem(KEY_UID, ui.uid.value.trim());
     newChat();
