@@ -51,7 +51,6 @@ export class Answer {
     this.done = false;
     this.status = "streaming";
     this.note = "";
-    this.controller = new AbortController();
     this.onChange = () => {}; // called after each repaint: the page saves progress there
     this.onStart = () => {};
     this._frame = 0;
@@ -62,14 +61,13 @@ export class Answer {
     let response = first;
     for (let attempt = 0; ; attempt += 1) {
       try {
-        response ??= await resumeStream(this.streamId, this.index, this.controller.signal);
+        response ??= await resumeStream(this.streamId, this.index);
         for await (const event of readEvents(response)) {
           this.apply(event);
           attempt = 0;
         }
         return;
       } catch (error) {
-        if (error.name === "AbortError") return; // detached on purpose
         const retry = error instanceof StreamBroken || error instanceof TypeError;
         if (!retry || !this.streamId || attempt >= RESUME_TRIES) {
           this.fail(describe(error));
@@ -79,11 +77,6 @@ export class Answer {
         await new Promise((resolve) => setTimeout(resolve, 400 * (attempt + 1)));
       }
     }
-  }
-
-  /** Stop following without stopping the generation (the page is leaving this answer). */
-  detach() {
-    this.controller.abort();
   }
 
   /** Apply one event of the stream. */

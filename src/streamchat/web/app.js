@@ -1,16 +1,15 @@
 // The chat page: wiring of the composer, the answers, the sidebar, and what survives a reload.
 //
 // localStorage keeps the uid, the conversation on screen, and the answer being streamed
-// ({stream id, last index, text so far}), so a reload shows the text and resumes the stream
-// after that index.
+// (saved.js), so a reload shows the text and resumes the stream after the last index shown.
 
 import { ApiError, describe, getData, postData, startChat } from "./api.js";
 import { Answer, messageElement } from "./answer.js";
+import { dropSaved, forgetAnswer, loadSaved, saveAnswer } from "./saved.js";
 import { Sidebar } from "./sidebar.js";
 
 const KEY_UID = "streamchat.uid";
 const KEY_CONVERSATION = "streamchat.conversation";
-const KEY_ACTIVE = "streamchat.active";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -86,6 +85,7 @@ function show(element) {
 
 function clearChat() {
   state.answer = null;
+  dropSaved(); // a reload now shows what is on screen instead
   ui.messages.replaceChildren(ui.empty);
   ui.empty.hidden = false;
   updateComposer();
@@ -110,49 +110,24 @@ async function run(answer, response) {
   updateComposer();
   show(answer.element);
   answer.onStart = () => {
-    setConversation(answer.conversationId);
+    if (state.answer === answer) setConversation(answer.conversationId);
     sidebar.reload(validUid());
   };
   answer.onChange = () => {
-    if (state.answer === answer) save(answer);
+    if (state.answer === answer) saveAnswer(answer, validUid());
     scrollToEnd();
   };
+  // An answer left on screen's behalf goes on in the background (so the generation is not
+  // abandoned) and reports nothing there; its conversation shows it when reopened.
   try {
     await answer.follow(response);
-    if (answer.status === "error") showError(new Error(answer.note));
+    if (answer.status === "error" && state.answer === answer) showError(new Error(answer.note));
   } catch (error) {
     if (state.answer === answer) showError(error);
   } finally {
-    forget(answer);
+    forgetAnswer(answer);
     if (state.answer === answer) updateComposer();
     if (answer.done) sidebar.reload(validUid());
-  }
-}
-
-function save(answer) {
-  if (answer.done || !answer.streamId) return;
-  const record = {
-    uid: validUid(),
-    streamId: answer.streamId,
-    conversationId: answer.conversationId,
-    messageId: answer.messageId,
-    question: answer.question ?? "",
-    index: answer.index,
-    text: answer.text,
-  };
-  localStorage.setItem(KEY_ACTIVE, JSON.stringify(record));
-}
-
-function forget(answer) {
-  const saved = loadActive();
-  if (answer.done && saved?.streamId === answer.streamId) localStorage.removeItem(KEY_ACTIVE);
-}
-
-function loadActive() {
-  try {
-    return JSON.parse(localStorage.getItem(KEY_ACTIVE) ?? "null");
-  } catch {
-    return null;
   }
 }
 
@@ -168,7 +143,7 @@ async function send(text) {
   ui.send.disabled = true;
   let response;
   try {
-    response = await startChat(body, answer.controller.signal);
+    response = await startChat(body);
   } catch (error) {
     // Nothing was started: take the message back so it can be fixed and sent again.
     question.remove();
@@ -234,7 +209,7 @@ async function restore(saved) {
   }
   if (stored && stored.status !== "streaming") {
     // It ended while the page was away: the store has all of it.
-    localStorage.removeItem(KEY_ACTIVE);
+    dropSaved();
     show(storedElement(stored));
     return;
   }
@@ -295,11 +270,11 @@ function start() {
   document.querySelector(".chat").addEventListener("click", () => setDrawer(false));
   $("error-close").addEventListener("click", hideError);
   window.addEventListener("pagehide", () => {
-    if (state.answer) save(state.answer);
+    if (state.answer) saveAnswer(state.answer, validUid());
   });
 
   sidebar.reload(validUid());
-  const saved = loadActive();
+  const saved = loadSaved();
   const conversation = localStorage.getItem(KEY_CONVERSATION);
   if (saved && saved.uid === validUid()) {
     restore(saved).catch(showError);
