@@ -8,18 +8,14 @@ careless global config would: the stream locations must turn it off themselves.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-import aiohttp
-
-from .servers import free_port
+from .servers import ServerProcess
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 DEPLOY_CONF = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf"
@@ -54,61 +50,35 @@ def site_config(app_port: int, listen_port: int) -> str:
     return text
 
 
-class NginxProcess:
-    """nginx in the foreground with its own prefix, pid, logs and temp paths."""
+class NginxProcess(ServerProcess):
+    """nginx in the foreground with its own prefix, pid, logs and temp paths.
+
+    Started, awaited and stopped as a server process is; SIGTERM is nginx's fast shutdown,
+    which drops every open connection.
+    """
 
     def __init__(self, app_port: int) -> None:
-        self.port = free_port()
+        super().__init__({})  # a free port to listen on, and a file for nginx's own output
         self.dir = Path(tempfile.mkdtemp(prefix="streamchat-nginx-"))
         self.dir.chmod(0o755)  # nginx's workers run as `nobody` when we are root
         user = "user nobody nogroup;" if os.geteuid() == 0 else ""
         (self.dir / "nginx.conf").write_text(MAIN_CONF.format(dir=self.dir, user=user))
         (self.dir / "streamchat.conf").write_text(site_config(app_port, self.port))
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
-        path = self.dir / "error.log"
-        return path.read_text("utf-8", "replace") if path.exists() else ""
+        """What nginx printed, then its error log."""
+        error_log = self.dir / "error.log"
+        errors = error_log.read_text("utf-8", "replace") if error_log.exists() else ""
+        return super().log() + errors
 
     def spawn(self) -> subprocess.Popen[bytes]:
         """The nginx master process, in the foreground."""
         command = [NGINX, "-p", str(self.dir), "-c", str(self.dir / "nginx.conf")]
         command += ["-e", str(self.dir / "error.log"), "-g", "daemon off;"]
-        with (self.dir / "stderr.log").open("wb") as stderr:
-            return subprocess.Popen(command, stdout=stderr, stderr=subprocess.STDOUT)
-
-    async def start(self) -> None:
-        """Start nginx and wait until it proxies to the app."""
-        self.proc = self.spawn()
-        deadline = time.monotonic() + 15
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    stderr = (self.dir / "stderr.log").read_text("utf-8", "replace")
-                    raise RuntimeError(f"nginx exited: {stderr}\n{self.log()}")
-                try:
-                    async with session.get(self.url + "/healthz") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise RuntimeError(f"nginx did not start:\n{self.log()}")
-
-    def stop(self) -> None:
-        """Stop nginx at once (SIGTERM: its fast shutdown drops open connections)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        with self.log_path.open("wb") as output:
+            return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
 
     def remove(self) -> None:
-        """Delete its directory."""
+        """Delete its directory and output file."""
         shutil.rmtree(self.dir, ignore_errors=True)
+        self.log_path.unlink(missing_ok=True)
