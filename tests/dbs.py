@@ -24,6 +24,16 @@ POSTGRES_URL = os.environ.get(
 )
 KINDS = ["sqlite", "postgres"]
 
+# Databases that cannot be reached, one per kind: `{port}` is to be a closed port.
+UNREACHABLE = pytest.mark.parametrize(
+    "unreachable_url",
+    [
+        "postgresql+asyncpg://postgres@127.0.0.1:{port}/test",
+        "sqlite+aiosqlite:////nonexistent-dir-{port}/streamchat.db",
+    ],
+    ids=["postgres-closed-port", "sqlite-no-such-directory"],
+)
+
 # STREAMCHAT_ settings (lower case, without the prefix) that point a server at a database.
 DatabaseSettings = dict[str, str]
 

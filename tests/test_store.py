@@ -17,7 +17,7 @@ from streamchat.schemas import Usage
 from streamchat.store import Store, StoreUnavailable, create_engine, migrate
 from streamchat.store.tables import metadata
 
-from .dbs import DatabaseSettings
+from .dbs import UNREACHABLE, DatabaseSettings
 from .servers import free_port
 
 
@@ -231,6 +231,23 @@ async def test_start_up_interrupts_answers_left_streaming(database: DatabaseSett
     assert got[1].error
 
 
+async def test_an_answer_alive_elsewhere_survives_another_start_up(
+    database: DatabaseSettings,
+) -> None:
+    live = open_store(database)
+    await live.start(run_migrations=True)
+    new = await live.begin_turn(uid=4, conversation_id=None, title="t", message="q", model="m")
+    assert new is not None
+    other = open_store(database)
+    await other.start(run_migrations=True)  # a second node starting while `live` streams
+    await other.close()
+    await live.save_progress(new.answer_id, "still going")
+    got = await live.messages(new.conversation_id, 4)
+    await live.close()
+    assert got is not None
+    assert (got[1].status, got[1].content, got[1].error) == ("streaming", "still going", None)
+
+
 def test_titles_are_one_short_line() -> None:
     assert title_of("  hello\n  world ") == "hello world"
     long = title_of("x" * 80)
@@ -238,16 +255,9 @@ def test_titles_are_one_short_line() -> None:
     assert long.endswith("…")
 
 
-@pytest.mark.parametrize(
-    "url",
-    [
-        "postgresql+asyncpg://postgres@127.0.0.1:{port}/test",
-        "sqlite+aiosqlite:////nonexistent-dir-{port}/streamchat.db",
-    ],
-    ids=["postgres-closed-port", "sqlite-no-such-directory"],
-)
-async def test_an_unreachable_database_is_store_unavailable(url: str) -> None:
-    store = Store(create_engine(url.format(port=free_port()), timeout=2))
+@UNREACHABLE
+async def test_an_unreachable_database_is_store_unavailable(unreachable_url: str) -> None:
+    store = Store(create_engine(unreachable_url.format(port=free_port()), timeout=2))
     assert await store.ping() is False
     with pytest.raises(StoreUnavailable) as caught:
         await store.list_conversations(1, before=None, limit=1)

@@ -112,9 +112,9 @@ class Generation:
 
     def stop(self, reason: str) -> None:
         """Stop generating: `cancelled` by a user, `interrupted` when abandoned or on shutdown."""
-        if self.task is None or self.task.done() or self.closing:
-            return
-        if self.stop_reason is None:
+        if self.task is not None and not self.task.done() and self.stop_reason is None:
+            if self.closing:
+                return
             self.stop_reason = reason
             self.task.cancel()
 

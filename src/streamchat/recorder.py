@@ -51,23 +51,22 @@ class AnswerRecorder:
 
     def grew(self, text: list[str]) -> None:
         """Count a token; start a save when enough have come (or arm the timer for one)."""
+        self._text = text
         self._unsaved += 1
         if self._writing is not None:
             return  # the write in flight saves again when it is done
         if self._unsaved >= self._tokens:
-            self._save(text)
+            self._save()
         elif self._timer is None:
-            self._text = text
-            self._timer = asyncio.get_running_loop().call_later(self._seconds, self._save, text)
+            self._timer = asyncio.get_running_loop().call_later(self._seconds, self._save)
 
-    def _save(self, text: list[str]) -> None:
+    def _save(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._unsaved = 0
-        self._text = text
         self.writes += 1
-        self._writing = asyncio.create_task(self._write("".join(text)))
+        self._writing = asyncio.create_task(self._write("".join(self._text)))
         self._writing.add_done_callback(self._written)
 
     async def _write(self, content: str) -> None:
@@ -83,11 +82,9 @@ class AnswerRecorder:
         if self._done:
             return
         if self._unsaved >= self._tokens:
-            self._save(self._text)
+            self._save()
         elif self._unsaved and self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(
-                self._seconds, self._save, self._text
-            )
+            self._timer = asyncio.get_running_loop().call_later(self._seconds, self._save)
 
     async def finish(self, outcome: Outcome) -> None:
         """Save the final text and status; never raises (the stream must still end)."""

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row, and_, delete, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..schemas import ConversationOut, MessageOut, MessageStatus, Usage
 from .engine import guarded, migrate, writer
@@ -94,10 +94,7 @@ class Store:
             .order_by(recent.c.seq)
         )
         async with guarded(), self.engine.connect() as connection:
-            owner = await connection.scalar(
-                select(conversations.c.uid).where(conversations.c.id == conversation_id)
-            )
-            if owner != uid:
+            if not await _owns(connection, conversation_id, uid):
                 return None
             return [(row.role, row.content) for row in await connection.execute(query)]
 
@@ -149,12 +146,16 @@ class Store:
         return turn
 
     async def save_progress(self, message_id: str, content: str) -> None:
-        """Save a growing answer's text (only while it is still `streaming`)."""
+        """Save a growing answer's text, unless it has already been finished.
+
+        An `interrupted` answer being saved is alive: another process sharing the database
+        started and took it for one a crash left behind. It is `streaming` again.
+        """
         m = messages.c
         statement = (
             update(messages)
-            .where(m.id == message_id, m.status == "streaming")
-            .values(content=content, updated_at=_now())
+            .where(m.id == message_id, m.status.in_(("streaming", "interrupted")))
+            .values(content=content, status="streaming", error=None, updated_at=_now())
         )
         async with guarded(), self._writer.begin() as connection:
             await connection.execute(statement)
@@ -214,27 +215,29 @@ class Store:
             .order_by(messages.c.seq)
         )
         async with guarded(), self.engine.connect() as connection:
-            owner = await connection.scalar(
-                select(conversations.c.uid).where(conversations.c.id == conversation_id)
-            )
-            if owner != uid:
+            if not await _owns(connection, conversation_id, uid):
                 return None
             return [_message_out(row) for row in await connection.execute(query)]
 
     async def delete(self, conversation_id: str, uid: int) -> bool:
         """Delete the conversation and its messages; False if it is not `uid`'s."""
-        c = conversations.c
         async with guarded(), self._writer.begin() as connection:
-            owned = await connection.scalar(
-                select(c.id).where(c.id == conversation_id, c.uid == uid)
-            )
-            if owned is None:
+            if not await _owns(connection, conversation_id, uid):
                 return False
             await connection.execute(
                 delete(messages).where(messages.c.conversation_id == conversation_id)
             )
-            await connection.execute(delete(conversations).where(c.id == conversation_id))
+            await connection.execute(
+                delete(conversations).where(conversations.c.id == conversation_id)
+            )
         return True
+
+
+async def _owns(connection: AsyncConnection, conversation_id: str, uid: int) -> bool:
+    owner = await connection.scalar(
+        select(conversations.c.uid).where(conversations.c.id == conversation_id)
+    )
+    return owner == uid
 
 
 def _message_out(row: Row[Any]) -> MessageOut:

@@ -37,6 +37,9 @@ class StoreUnavailable(AppError):
         super().__init__(503, Code.DB_OPERATION_ERROR, "database_unavailable")
         self.detail = detail
 
+    def __str__(self) -> str:
+        return f"database unavailable: {self.detail}"
+
 
 @asynccontextmanager
 async def guarded() -> AsyncIterator[None]:
