@@ -17,6 +17,7 @@ from .fakeupstream import FakeUpstream, Script
 from .nginxproc import DEPLOY_CONF, NginxProcess
 from .servers import ServerProcess
 from .sseclient import FrameReader, events
+from .test_stream_lifetime import open_stream
 from .webpage import TICK, ChatPage, assert_progressive, run_seed_client
 
 CHAT = {"uid": 3, "message": "through the proxy"}
@@ -105,10 +106,7 @@ async def test_client_disconnect_at_nginx_closes_the_upstream_within_a_second(
     http: aiohttp.ClientSession, nginx: NginxProcess, upstream: FakeUpstream
 ) -> None:
     upstream.reset(Script(tokens=[f"w{i} " for i in range(40)], delay=0.1))
-    response = await http.post(nginx.url + "/api/chat", json=CHAT)
-    reader = FrameReader(response)
-    for _ in range(3):
-        assert await reader.next_event() is not None
+    response, _ = await open_stream(http, nginx, deltas=3)
     record = upstream.records[-1]
     dropped = asyncio.get_running_loop().time()
     response.close()
@@ -129,10 +127,8 @@ async def test_client_leaving_while_the_model_is_silent_reaches_the_app_at_once(
     quiet = await start_server(detach_grace_seconds="0")
     proxy = await start_nginx(quiet)
     upstream.reset(Script(first_delay=30))
-    response = await http.post(proxy.url + "/api/chat", json=CHAT)
-    start = await FrameReader(response).next_event()
-    assert start is not None
-    assert start.event["type"] == "start"
+    response, seen = await open_stream(http, proxy, deltas=0)
+    assert seen[0]["type"] == "start"
     record = upstream.records[-1]
     response.close()
     await asyncio.wait_for(record.closed.wait(), timeout=1.0)
