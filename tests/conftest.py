@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 import pytest
 import pytest_asyncio
+from playwright.async_api import Browser, Page, async_playwright
 
 from .dbs import database as database
 from .dbs import databases as databases
@@ -15,6 +16,7 @@ from .dbs import scratch as scratch
 from .dbs import sqlite_settings
 from .fakeupstream import FakeUpstream
 from .servers import ServerProcess
+from .webpage import CHROMIUM, LAUNCH_ARGS, WATCH_CSP
 
 StartServer = Callable[..., Awaitable[ServerProcess]]
 
@@ -69,3 +71,28 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         yield session
+
+
+@pytest_asyncio.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright; shared by the session."""
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield chromium
+        await chromium.close()
+
+
+@pytest_asyncio.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    """A fresh browser profile (empty localStorage) in Chinese, like the seed's; a desktop width.
+
+    Fails the test if the page threw an uncaught error.
+    """
+    context = await browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 800})
+    await context.add_init_script(WATCH_CSP)
+    tab = await context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    yield tab
+    await context.close()
+    assert not errors, errors

@@ -20,7 +20,7 @@ from .history import History
 from .hub import MemoryHub
 from .logs import TraceMiddleware
 from .providers import build_provider
-from .routes import chat, conversations, system
+from .routes import chat, conversations, system, web
 from .schemas import StreamEvent
 from .store import Store, create_engine
 
@@ -75,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(chat.router)
     app.include_router(conversations.router)
     app.include_router(system.router)
+    app.include_router(web.router)
+    app.mount(web.WEB_ASSETS, web.WebAssets(), name="web-assets")
     app.mount(
         system.SWAGGER_ASSETS,
         StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
@@ -106,6 +108,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 def _log_start(app: FastAPI, settings: Settings) -> None:
     base = f"http://{settings.host}:{settings.port}"
     log.info("provider %s, model %s", settings.provider, settings.model_name)
+    log.info("chat page is serving at address: %s/", base)
     log.info("swagger ui is serving at address: %s/swagger/", base)
     log.info("openapi specification is serving at address: %s/api.json", base)
     table = routetable.rows(app.routes, f":{settings.port}", TraceMiddleware.__name__)
