@@ -58,7 +58,7 @@ class EventStreamResponse(Response):
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             pump = asyncio.ensure_future(self._pump(send))
-            watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+            watcher = asyncio.ensure_future(wait_for_disconnect(receive))
             try:
                 await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -66,8 +66,8 @@ class EventStreamResponse(Response):
                 watcher.cancel()
         finally:
             await self.subscription.close()
-        if pump.cancelled():
-            return  # the client went away
+        if not pump.done() or pump.cancelled():
+            return  # the client went away (the pump's cancellation may still be pending)
         failure = pump.exception()
         if failure is not None:
             if isinstance(failure, TimeoutError):
@@ -97,6 +97,7 @@ class EventStreamResponse(Response):
                 return
 
 
-async def _wait_for_disconnect(receive: Receive) -> None:
+async def wait_for_disconnect(receive: Receive) -> None:
+    """Return when the client has gone away."""
     while (await receive())["type"] != "http.disconnect":
         pass
