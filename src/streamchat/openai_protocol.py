@@ -157,7 +157,7 @@ class ChatCompletionRequest(BaseModel):
     top_p: float | None = Field(None, ge=0, le=1)
     stop: str | list[str] | None = Field(None, description="Up to 4 stop sequences")
     seed: int | None = None
-    user: str | None = Field(None, max_length=256, description="End-user id, passed upstream")
+    user: str | None = Field(None, description="End-user id, passed upstream")
     metadata: dict[str, str] | None = Field(None, description="Accepted; not stored")
     parallel_tool_calls: bool | None = Field(None, description="Accepted; there are no tools")
 
