@@ -7,7 +7,6 @@ leaves. The API is stateless: the client sends the whole conversation every time
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -24,7 +23,7 @@ from .openai_protocol import ChatCompletionRequest
 from .openai_stream import CompletionFormat, OpenAIChunkFormat
 from .providers.base import ChatMessage, GenerateRequest
 from .schemas import Code
-from .streaming import wait_for_disconnect
+from .streaming import until_disconnect
 
 log = logging.getLogger(__name__)
 
@@ -85,17 +84,11 @@ class CompletionResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            answer = asyncio.ensure_future(self._last_event())
-            watcher = asyncio.ensure_future(wait_for_disconnect(receive))
-            try:
-                await asyncio.wait((answer, watcher), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                answer.cancel()
-                watcher.cancel()
+            answer = await until_disconnect(receive, self._last_event())
         finally:
             await self.subscription.close()
-        if not answer.done() or answer.cancelled():
-            return  # the client went away; cancelling `answer` is still pending
+        if answer is None:
+            return  # the client went away
         payload = answer.result()
         status = 200
         if payload.startswith(b'{"error"'):
