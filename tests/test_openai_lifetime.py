@@ -48,7 +48,7 @@ async def test_client_giving_up_on_a_non_streamed_answer_closes_the_upstream(
     gave_up = time.monotonic()
     record = upstream.records[-1]
     await closed_within(record, since=gave_up)
-    assert len(record.token_times) < 15
+    assert len(record.token_times) < len(SLOW.tokens)
 
 
 async def test_pings_cover_a_slow_first_token_and_the_official_client_ignores_them(

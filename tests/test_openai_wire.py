@@ -6,7 +6,7 @@ import aiohttp
 import orjson
 import pytest
 
-from streamchat.openai_protocol import ChatCompletionChunk, ErrorResponse
+from streamchat.openai_protocol import ChatCompletion, ChatCompletionChunk, ErrorResponse
 
 from .fakeupstream import FakeUpstream, Script
 from .servers import ServerProcess
@@ -118,3 +118,15 @@ async def test_openapi_documents_the_openai_api(
         "schemas"
     ].keys()
     assert "/v1/models" in spec["paths"]
+
+
+async def test_model_may_be_left_out_for_the_default(
+    http: aiohttp.ClientSession, server: ServerProcess, upstream: FakeUpstream
+) -> None:
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    async with http.post(server.url + "/v1/chat/completions", json=body) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "application/json"
+        completion = ChatCompletion.model_validate(await response.json())
+    assert completion.model == "gpt-4o-mini"
+    assert upstream.records[-1].body["model"] == "gpt-4o-mini"

@@ -7,7 +7,6 @@ leaves. The API is stateless: the client sends the whole conversation every time
 
 from __future__ import annotations
 
-import logging
 import time
 
 import orjson
@@ -24,8 +23,6 @@ from .openai_stream import CompletionFormat, OpenAIChunkFormat
 from .providers.base import ChatMessage, GenerateRequest
 from .schemas import Code
 from .streaming import until_disconnect
-
-log = logging.getLogger(__name__)
 
 
 async def start_completion(
