@@ -4,7 +4,7 @@ VENV := .venv
 UV := $(VENV)/bin/uv
 UV_ENV := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON=$(VENV)/bin/python
 
-.PHONY: run test lint typecheck install install-dev clean
+.PHONY: run test lint typecheck install install-dev install-js clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,18 @@ $(VENV)/.installed-dev: pyproject.toml uv.lock | $(UV)
 	$(UV_ENV) $(UV) sync --frozen --extra dev
 	touch $@ $(VENV)/.installed
 
+# The official openai npm package, for the JavaScript client test (tests/test_openai_js.py).
+JS_DEPS := tests/js/node_modules/.package-lock.json
+
+$(JS_DEPS): tests/js/package.json tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund
+	touch $@
+
 install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
+
+install-js: $(JS_DEPS)
 
 run: install
 	$(VENV)/bin/streamchat serve
@@ -32,8 +41,8 @@ lint: install-dev
 typecheck: install-dev
 	$(VENV)/bin/mypy
 
-test: lint typecheck
+test: lint typecheck install-js
 	$(VENV)/bin/pytest
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache tests/js/node_modules

@@ -19,8 +19,9 @@ from .config import Settings
 from .history import History
 from .hub import MemoryHub
 from .logs import TraceMiddleware
+from .openai_protocol import ChatCompletionChunk
 from .providers import build_provider
-from .routes import chat, conversations, system, web
+from .routes import chat, conversations, openai, system, web
 from .schemas import StreamEvent
 from .store import Store, create_engine
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(TraceMiddleware)
     app.include_router(chat.router)
     app.include_router(conversations.router)
+    app.include_router(openai.router)
     app.include_router(system.router)
     app.include_router(web.router)
     app.mount(web.WEB_ASSETS, web.WebAssets(), name="web-assets")
@@ -87,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's spec plus the stream event models, which no JSON response references."""
+    """FastAPI's spec plus the stream event and chunk models, which no JSON response references."""
     if app.openapi_schema is None:
         spec = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
@@ -96,6 +98,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         schemas = spec.setdefault("components", {}).setdefault("schemas", {})
         schemas.update(events.pop("$defs", {}))
         schemas["StreamEvent"] = events
+        chunk = ChatCompletionChunk.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(chunk.pop("$defs", {}))
+        schemas["ChatCompletionChunk"] = chunk
         # Our validation errors are 400 envelopes, not FastAPI's default 422 bodies.
         for operation in (op for path in spec["paths"].values() for op in path.values()):
             operation.get("responses", {}).pop("422", None)

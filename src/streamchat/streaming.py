@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -22,6 +23,8 @@ from . import sse
 from .hub import Subscription
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -57,16 +60,10 @@ class EventStreamResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            pump = asyncio.ensure_future(self._pump(send))
-            watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
-            try:
-                await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                pump.cancel()
-                watcher.cancel()
+            pump = await until_disconnect(receive, self._pump(send))
         finally:
             await self.subscription.close()
-        if pump.cancelled():
+        if pump is None:
             return  # the client went away
         failure = pump.exception()
         if failure is not None:
@@ -95,6 +92,24 @@ class EventStreamResponse(Response):
                     await send({"type": "http.response.body", "body": body, "more_body": True})
             if batch is not None and batch.ended:
                 return
+
+
+async def until_disconnect(
+    receive: Receive, work: Coroutine[Any, Any, T]
+) -> asyncio.Task[T] | None:
+    """Run `work` until it ends or the client leaves: its finished task, or None if the client left.
+
+    Whichever comes first cancels the other (sse-starlette's race). The task is returned done,
+    with its result or exception, never with a cancellation still pending.
+    """
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        task.cancel()
+        watcher.cancel()
+    return task if task.done() and not task.cancelled() else None
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:
