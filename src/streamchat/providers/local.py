@@ -10,6 +10,7 @@ one; closing a stream stops its generation within milliseconds, queued or runnin
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import time
@@ -126,6 +127,10 @@ class LocalProvider:
             )
         loop = asyncio.get_running_loop()
         queue: _Queue = asyncio.Queue()
+
+        def emit(item: ProviderEvent | ProviderError | None) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
         job = Job(
             messages=self._messages(request),
             max_tokens=request.max_tokens or self._settings.local_max_tokens,
@@ -133,12 +138,15 @@ class LocalProvider:
             top_p=_first(request.top_p, self._settings.local_top_p),
             seed=request.seed,
             stop=list(request.stop),
-            emit=lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
+            emit=emit,
         )
         self._jobs.add(job)
         accepted = time.monotonic()
         future = self._executor.submit(self._model.run, job)
-        future.add_done_callback(lambda _: loop.call_soon_threadsafe(self._done, job, accepted))
+        context = contextvars.copy_context()  # the request's trace id, for the log line
+        future.add_done_callback(
+            lambda _: loop.call_soon_threadsafe(self._done, job, accepted, context=context)
+        )
         return LocalStream(self, job, queue)
 
     def release(self, job: Job) -> None:
@@ -150,7 +158,9 @@ class LocalProvider:
 
     def _done(self, job: Job, accepted: float) -> None:
         self._jobs.discard(job)
-        log.info("generation: %s (%.2f s in all)", job.stats, time.monotonic() - accepted)
+        log.info(
+            "generation: %s; %.2f s after it was accepted", job.stats, time.monotonic() - accepted
+        )
 
     @staticmethod
     def _messages(request: GenerateRequest) -> list[dict[str, str]]:
