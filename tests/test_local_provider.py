@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -44,6 +47,59 @@ def answer(frames: list[Frame]) -> str:
 
 def answer_text(got: list[dict[str, Any]]) -> str:
     return "".join(e["delta"] for e in got if e["type"] == "delta")
+
+
+async def assert_model_stopped(
+    server: ServerProcess, response: aiohttp.ClientResponse, stopped_at: float, busy: float
+) -> None:
+    """The model computed before `stopped_at` and nothing from 100 ms after it."""
+    await asyncio.sleep(max(0.0, stopped_at + 0.1 - time.monotonic()))
+    idle = await cpu_used(server, 0.5)
+    assert busy > 0.15, f"the measure saw no generation ({busy:.2f} CPU s in 0.5 s)"
+    assert idle < 0.05, f"{idle:.2f} CPU s used from 100 ms after the stop"
+    line = await generation_line(server, response.headers["Trace-Id"])
+    assert stopped_after_ms(line) <= 100, line
+
+
+async def assert_serves_the_next_request(
+    http: aiohttp.ClientSession, server: ServerProcess
+) -> None:
+    got = events(await ask(http, server, HELLO["message"]))
+    assert got[-1]["type"] == "end"
+    assert answer_text(got)
+
+
+def first_delta(frames: list[Frame]) -> Frame:
+    return next(f for f in frames if not f.is_ping and f.event["type"] == "delta")
+
+
+@dataclass
+class Chat:
+    """A chat response being read, and its stream's id."""
+
+    response: aiohttp.ClientResponse
+    reader: FrameReader
+    stream_id: str = ""
+
+    async def cancel(self, http: aiohttp.ClientSession, server: ServerProcess) -> None:
+        url = f"{server.url}/api/chat/streams/{self.stream_id}/cancel"
+        async with http.post(url) as response:
+            assert response.status == 200
+
+
+@asynccontextmanager
+async def busy_model(
+    http: aiohttp.ClientSession, server: ServerProcess
+) -> AsyncIterator[tuple[Chat, Chat]]:
+    """A long answer being generated, and a request waiting behind it (its start event read)."""
+    url = server.url + "/api/chat"
+    async with http.post(url, json=STORY) as running_response:
+        running = Chat(running_response, FrameReader(running_response))
+        running.stream_id = (await start_and_deltas(running.reader, 1))["stream_id"]
+        async with http.post(url, json=HELLO) as waiting_response:
+            waiting = Chat(waiting_response, FrameReader(waiting_response))
+            waiting.stream_id = (await start_and_deltas(waiting.reader, 0))["stream_id"]
+            yield running, waiting
 
 
 async def test_an_english_question_streams_an_english_answer_token_by_token(
@@ -89,37 +145,15 @@ async def test_usage_counts_the_prompt_with_the_models_tokenizer(
     assert deltas <= usage["completion_tokens"] <= 24
 
 
-async def assert_model_stopped(
-    server: ServerProcess, response: aiohttp.ClientResponse, stopped_at: float, busy: float
-) -> None:
-    """The model computed before `stopped_at` and nothing from 100 ms after it."""
-    await asyncio.sleep(max(0.0, stopped_at + 0.1 - time.monotonic()))
-    idle = await cpu_used(server, 0.5)
-    assert busy > 0.15, f"the measure saw no generation ({busy:.2f} CPU s in 0.5 s)"
-    assert idle < 0.05, f"{idle:.2f} CPU s used from 100 ms after the stop"
-    line = await generation_line(server, response.headers["Trace-Id"])
-    assert stopped_after_ms(line) <= 100, line
-
-
-async def assert_serves_the_next_request(
-    http: aiohttp.ClientSession, server: ServerProcess
-) -> None:
-    got = events(await ask(http, server, HELLO["message"]))
-    assert got[-1]["type"] == "end"
-    assert answer_text(got)
-
-
 async def test_cancel_stops_the_model_within_100ms(
     http: aiohttp.ClientSession, one_waiting: ServerProcess
 ) -> None:
     server = one_waiting
     async with http.post(server.url + "/api/chat", json=STORY) as response:
         reader = FrameReader(response)
-        stream_id = (await start_and_deltas(reader, 3))["stream_id"]
+        chat = Chat(response, reader, (await start_and_deltas(reader, 3))["stream_id"])
         busy = await cpu_used(server, 0.5)
-        cancel_url = f"{server.url}/api/chat/streams/{stream_id}/cancel"
-        async with http.post(cancel_url) as cancelled:
-            assert cancelled.status == 200
+        await chat.cancel(http, server)
         stopped_at = time.monotonic()
         rest = events(await reader.all())
     assert rest[-1]["type"] == "end"
@@ -157,33 +191,23 @@ async def test_concurrent_requests_are_answered_one_after_the_other(
     assert one_waiting.proc.poll() is None
 
 
-def first_delta(frames: list[Frame]) -> Frame:
-    return next(f for f in frames if not f.is_ping and f.event["type"] == "delta")
-
-
 async def test_a_full_queue_is_503_at_once_and_a_waiting_client_gets_pings(
     http: aiohttp.ClientSession, one_waiting: ServerProcess
 ) -> None:
-    url = one_waiting.url + "/api/chat"
-    async with http.post(url, json=STORY) as running:
-        running_reader = FrameReader(running)
-        stream_id = (await start_and_deltas(running_reader, 1))["stream_id"]
-        async with http.post(url, json=HELLO) as waiting:
-            waiting_reader = FrameReader(waiting)
-            assert (await start_and_deltas(waiting_reader, 0))["type"] == "start"
-            refused_at = time.monotonic()
-            async with http.post(url, json=HELLO) as refused:
-                assert refused.status == 503
-                body = await refused.json()
-            assert time.monotonic() - refused_at < 0.5
-            assert body["code"] == 63
-            assert "STREAMCHAT_LOCAL_MAX_QUEUE=1" in body["message"]
-            ping = await waiting_reader.next()
-            assert ping is not None
-            assert ping.is_ping
-            await http.post(f"{one_waiting.url}/api/chat/streams/{stream_id}/cancel")
-            assert events(await running_reader.all())[-1]["finish_reason"] == "cancelled"
-            served = events(await waiting_reader.all())
+    async with busy_model(http, one_waiting) as (running, waiting):
+        refused_at = time.monotonic()
+        async with http.post(one_waiting.url + "/api/chat", json=HELLO) as refused:
+            assert refused.status == 503
+            body = await refused.json()
+        assert time.monotonic() - refused_at < 0.5
+        assert body["code"] == 63
+        assert "STREAMCHAT_LOCAL_MAX_QUEUE=1" in body["message"]
+        ping = await waiting.reader.next()
+        assert ping is not None
+        assert ping.is_ping
+        await running.cancel(http, one_waiting)
+        assert events(await running.reader.all())[-1]["finish_reason"] == "cancelled"
+        served = events(await waiting.reader.all())
     assert served[-1]["type"] == "end"
     assert answer_text(served)
 
@@ -191,22 +215,16 @@ async def test_a_full_queue_is_503_at_once_and_a_waiting_client_gets_pings(
 async def test_cancel_while_queued_ends_that_stream_and_spares_the_running_one(
     http: aiohttp.ClientSession, one_waiting: ServerProcess
 ) -> None:
-    url = one_waiting.url + "/api/chat"
-    async with http.post(url, json=STORY) as running:
-        running_reader = FrameReader(running)
-        running_id = (await start_and_deltas(running_reader, 1))["stream_id"]
-        async with http.post(url, json=HELLO) as waiting:
-            waiting_reader = FrameReader(waiting)
-            waiting_id = (await start_and_deltas(waiting_reader, 0))["stream_id"]
-            cancelled_at = time.monotonic()
-            await http.post(f"{url}/streams/{waiting_id}/cancel")
-            got = events(await waiting_reader.all())
-            assert time.monotonic() - cancelled_at < 0.5
+    async with busy_model(http, one_waiting) as (running, waiting):
+        cancelled_at = time.monotonic()
+        await waiting.cancel(http, one_waiting)
+        got = events(await waiting.reader.all())
+        assert time.monotonic() - cancelled_at < 0.5
         assert [e["type"] for e in got] == ["end"]
         assert got[0]["finish_reason"] == "cancelled"
-        await start_and_deltas(running_reader, 2)  # the running answer goes on
-        await http.post(f"{url}/streams/{running_id}/cancel")
-        await running_reader.all()
-    line = await generation_line(one_waiting, waiting.headers["Trace-Id"])
+        await start_and_deltas(running.reader, 2)  # the running answer goes on
+        await running.cancel(http, one_waiting)
+        await running.reader.all()
+    line = await generation_line(one_waiting, waiting.response.headers["Trace-Id"])
     assert "cancelled while queued" in line
     await assert_serves_the_next_request(http, one_waiting)

@@ -122,10 +122,11 @@ class _AbortSwitch:
         setter(ctx, strlen, ctypes.addressof(self._flag))
 
     def arm(self, job: Job | None) -> None:
-        """`job` is now the one running (None: none is)."""
+        """`job` is now the one running (None: none is); closed already, it aborts at once."""
         with self._lock:
             self._job = job
-            self._flag[0] = b"\x00"
+            aborted = job is not None and job.cancelled.is_set()
+            self._flag[0] = b"\x01" if aborted else b"\x00"
 
     def fire(self, job: Job) -> None:
         """Abort the running decode if it belongs to `job`."""
