@@ -216,7 +216,8 @@ class LlamaModel:
         job.emit(Usage(prompt_tokens=len(prompt), completion_tokens=answer.tokens))
         job.emit(Finish(answer.reason))
         first = answer.first_at - started if answer.tokens else 0.0
-        rate = (answer.tokens - 1) / max(answer.last_at - answer.first_at, 1e-9)
+        spent = answer.last_at - answer.first_at
+        rate = (answer.tokens - 1) / spent if spent > 0 else 0.0
         job.stats = (
             f"{len(prompt)} prompt tokens, {answer.tokens} tokens, {answer.reason}, "
             f"first after {first:.2f} s, {rate:.1f} tokens/s"
