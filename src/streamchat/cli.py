@@ -12,6 +12,8 @@ import orjson
 
 from .config import Settings
 from .logs import configure_logging
+from .model_files import LocalModelError
+from .providers.local import prepare
 from .sse import SSEDecoder
 
 
@@ -57,6 +59,8 @@ def _serve(host: str | None, port: int | None, workers: int) -> int:
         os.environ["STREAMCHAT_PORT"] = str(port)
     settings = Settings()
     configure_logging(settings.log_level)
+    if settings.provider == "local" and not _prepare_local_model(settings):
+        return 2
     if workers > 1 and settings.provider != "openai":
         print("note: each worker runs its own provider and in-process stream hub", file=sys.stderr)
     uvicorn.run(
@@ -93,6 +97,16 @@ async def _db_upgrade() -> int:
         await engine.dispose()
     print(f"database at revision {revision}")
     return 0
+
+
+def _prepare_local_model(settings: Settings) -> bool:
+    """Assemble and check the model before serving: a broken one is one line, not a traceback."""
+    try:
+        prepare(settings)
+    except LocalModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 async def _chat(args: argparse.Namespace) -> int:
