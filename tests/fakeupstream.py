@@ -42,6 +42,13 @@ class Record:
     closed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+async def closed_within(record: Record, since: float, seconds: float = 1.0) -> None:
+    """Fail unless the client closes the request's connection within `seconds` of `since`."""
+    await asyncio.wait_for(record.closed.wait(), timeout=seconds)
+    assert record.closed_at is not None
+    assert record.closed_at - since < seconds
+
+
 class FakeUpstream:
     """Serves `POST /v1/chat/completions` as a streaming OpenAI-compatible server."""
 

@@ -24,8 +24,9 @@ def free_port() -> int:
 class ServerProcess:
     """One `streamchat serve` process; its log is kept in a file for assertions."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], startup_seconds: float = 30) -> None:
         self.port = free_port()
+        self.startup_seconds = startup_seconds
         self.log_path = Path(tempfile.mkstemp(prefix="streamchat-", suffix=".log")[1])
         base = {k: v for k, v in os.environ.items() if not k.startswith("STREAMCHAT_")}
         self.env = {**base, "STREAMCHAT_PORT": str(self.port), **env}
@@ -50,7 +51,7 @@ class ServerProcess:
 
     async def start(self) -> None:
         self.proc = self.spawn()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + self.startup_seconds
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:

@@ -191,3 +191,17 @@ async def test_finished_stream_expires_after_its_ttl(
     await asyncio.sleep(1.0)
     async with http.get(url) as response:
         assert response.status == 404
+
+
+async def test_client_leaving_while_the_stream_waits_logs_no_error(
+    http: aiohttp.ClientSession, server: ServerProcess, upstream: FakeUpstream
+) -> None:
+    # The response checked its pump's state while the pump's cancellation was still pending,
+    # and logged an InvalidStateError traceback for every client that left mid-stream.
+    upstream.reset(SLOW)
+    log_before = len(server.log())
+    response, _ = await open_stream(http, server, deltas=1)
+    response.close()
+    await asyncio.wait_for(upstream.records[-1].closed.wait(), timeout=1.0)
+    await asyncio.sleep(0.2)
+    assert "Traceback" not in server.log()[log_before:]

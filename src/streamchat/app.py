@@ -16,11 +16,14 @@ from pydantic import TypeAdapter
 from . import __version__, handlers, routetable
 from .chat import ChatService
 from .config import Settings
+from .history import History
 from .hub import MemoryHub
 from .logs import TraceMiddleware
+from .openai_protocol import ChatCompletionChunk
 from .providers import build_provider
-from .routes import chat, system
+from .routes import chat, conversations, openai, system, web
 from .schemas import StreamEvent
+from .store import Store, create_engine
 
 log = logging.getLogger("streamchat")
 
@@ -32,10 +35,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     hub = MemoryHub(
         ttl_seconds=settings.stream_ttl_seconds, retain_bytes=settings.stream_retain_bytes
     )
-    service = ChatService(settings, provider, hub)
+    store = Store(
+        create_engine(
+            settings.database_url,
+            schema=settings.database_schema,
+            timeout=settings.database_timeout_seconds,
+        )
+    )
+    history = History(store, settings)
+    service = ChatService(settings, provider, hub, history)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await store.start(run_migrations=settings.database_migrate)
         await hub.start()
         await provider.start()
         _log_start(app, settings)
@@ -45,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await service.close()
             await provider.close()
             await hub.close()
+            await store.close()
 
     app = FastAPI(
         title="streamchat",
@@ -57,10 +70,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.chat = service
+    app.state.history = history
     handlers.install(app)
     app.add_middleware(TraceMiddleware)
     app.include_router(chat.router)
+    app.include_router(conversations.router)
+    app.include_router(openai.router)
     app.include_router(system.router)
+    app.include_router(web.router)
+    app.mount(web.WEB_ASSETS, web.WebAssets(), name="web-assets")
     app.mount(
         system.SWAGGER_ASSETS,
         StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
@@ -71,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's spec plus the stream event models, which no JSON response references."""
+    """FastAPI's spec plus the stream event and chunk models, which no JSON response references."""
     if app.openapi_schema is None:
         spec = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
@@ -80,6 +98,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         schemas = spec.setdefault("components", {}).setdefault("schemas", {})
         schemas.update(events.pop("$defs", {}))
         schemas["StreamEvent"] = events
+        chunk = ChatCompletionChunk.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(chunk.pop("$defs", {}))
+        schemas["ChatCompletionChunk"] = chunk
         # Our validation errors are 400 envelopes, not FastAPI's default 422 bodies.
         for operation in (op for path in spec["paths"].values() for op in path.values()):
             operation.get("responses", {}).pop("422", None)
@@ -92,6 +113,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 def _log_start(app: FastAPI, settings: Settings) -> None:
     base = f"http://{settings.host}:{settings.port}"
     log.info("provider %s, model %s", settings.provider, settings.model_name)
+    log.info("chat page is serving at address: %s/", base)
     log.info("swagger ui is serving at address: %s/swagger/", base)
     log.info("openapi specification is serving at address: %s/api.json", base)
     table = routetable.rows(app.routes, f":{settings.port}", TraceMiddleware.__name__)

@@ -13,11 +13,11 @@ import uuid
 
 from .config import Settings
 from .errors import AppError
-from .generation import Generation, NativeFormat, StreamFormat
+from .generation import Generation, NativeFormat, Recorder, StreamFormat
+from .history import History
 from .hub import StreamHub, StreamNotFound, Subscription
 from .limits import StreamSlots
 from .providers.base import (
-    ChatMessage,
     GenerateRequest,
     Provider,
     ProviderError,
@@ -31,10 +31,13 @@ log = logging.getLogger(__name__)
 class ChatService:
     """Starts, follows and stops chat streams."""
 
-    def __init__(self, settings: Settings, provider: Provider, hub: StreamHub) -> None:
+    def __init__(
+        self, settings: Settings, provider: Provider, hub: StreamHub, history: History
+    ) -> None:
         self._settings = settings
         self._provider = provider
         self._hub = hub
+        self._history = history
         self._generations: dict[str, Generation] = {}
         self._slots = StreamSlots(settings.max_streams)
         self._background: set[asyncio.Task[None]] = set()
@@ -57,37 +60,67 @@ class ChatService:
                 "message_too_long",
                 limit=self._settings.max_message_chars,
             )
-        fmt = NativeFormat(
+        # The user's message is committed before anything is generated (or 404 / 503).
+        turn = await self._history.begin(
             uid=request.uid,
-            conversation_id=request.conversation_id or uuid.uuid4().hex,
-            message_id=uuid.uuid4().hex,
+            conversation_id=request.conversation_id,
+            message=request.message,
             model=model,
         )
-        messages = [ChatMessage("user", request.message)]
-        return await self.generate(GenerateRequest(messages=messages, model=model), fmt)
+        fmt = NativeFormat(
+            uid=request.uid,
+            conversation_id=turn.ids.conversation_id,
+            message_id=turn.ids.answer_id,
+            model=model,
+        )
+        recorder = self._history.recorder(turn)
+        try:
+            return await self.generate(
+                GenerateRequest(messages=turn.messages, model=model),
+                fmt,
+                recorder=recorder,
+                stream_id=turn.ids.stream_id,
+            )
+        except BaseException as exc:
+            recorder.refused(exc)
+            raise
 
-    async def generate(self, request: GenerateRequest, fmt: StreamFormat) -> Subscription:
+    async def generate(
+        self,
+        request: GenerateRequest,
+        fmt: StreamFormat,
+        *,
+        recorder: Recorder | None = None,
+        stream_id: str | None = None,
+    ) -> Subscription:
         """Have the provider accept `request`, then stream its answer into a new hub stream.
 
         Raises `AppError` (5xx) if the provider refuses, or 503 beyond STREAMCHAT_MAX_STREAMS;
-        returns a subscription from the stream's first event once it has accepted.
+        returns a subscription from the stream's first event once it has accepted. `recorder`
+        saves the answer as it grows.
         """
         self._slots.take()  # given back when the generation task ends (see _launch)
         try:
-            return await self._generate(request, fmt)
+            return await self._generate(request, fmt, recorder, stream_id)
         except BaseException:
             self._slots.give_back()
             raise
 
-    async def _generate(self, request: GenerateRequest, fmt: StreamFormat) -> Subscription:
+    async def _generate(
+        self,
+        request: GenerateRequest,
+        fmt: StreamFormat,
+        recorder: Recorder | None,
+        stream_id: str | None,
+    ) -> Subscription:
         upstream = await self._open(request)
-        stream_id = uuid.uuid4().hex
+        stream_id = stream_id or uuid.uuid4().hex
         await self._hub.create(stream_id, on_idle=lambda: self._on_idle(stream_id))
         opening = fmt.opening(stream_id)
         for payload in opening:
             await self._hub.append(stream_id, payload)
         subscription = await self._hub.subscribe(stream_id, after=-1)
-        self._launch(Generation(self._hub, stream_id, upstream, fmt), len(opening))
+        self._launch(Generation(self._hub, stream_id, upstream, fmt, recorder), len(opening))
         return subscription
 
     async def follow(self, stream_id: str, after: int) -> Subscription:

@@ -1,4 +1,4 @@
-"""`streamchat serve` and `streamchat chat "…"`."""
+"""`streamchat serve`, `streamchat chat "…"` and `streamchat db upgrade`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import orjson
 
 from .config import Settings
 from .logs import configure_logging
+from .model_files import LocalModelError
+from .providers.local import prepare
 from .sse import SSEDecoder
 
 # Connections waiting to be accepted. uvicorn's default, 2048, overflowed when 5000 clients
@@ -40,9 +42,17 @@ def main(argv: list[str] | None = None) -> int:
     chat.add_argument("--model")
     chat.add_argument("--lang", default="en", help="language of error messages (en, zh)")
 
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser(
+        "upgrade", help="migrate STREAMCHAT_DATABASE_URL to the latest revision (serve does too)"
+    )
+
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args.host, args.port, args.workers)
+    if args.command == "db":
+        return asyncio.run(_db_upgrade())
     return asyncio.run(_chat(args))
 
 
@@ -56,6 +66,8 @@ def _serve(host: str | None, port: int | None, workers: int) -> int:
         os.environ["STREAMCHAT_PORT"] = str(port)
     settings = Settings()
     configure_logging(settings.log_level)
+    if settings.provider == "local" and not _prepare_local_model(settings):
+        return 2
     if workers > 1 and settings.provider != "openai":
         print("note: each worker runs its own provider and in-process stream hub", file=sys.stderr)
     _raise_open_file_limit()
@@ -73,6 +85,37 @@ def _serve(host: str | None, port: int | None, workers: int) -> int:
         backlog=_LISTEN_BACKLOG,
     )
     return 0
+
+
+async def _db_upgrade() -> int:
+    from .store import StoreUnavailable, create_engine, migrate
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    engine = create_engine(
+        settings.database_url,
+        schema=settings.database_schema,
+        timeout=settings.database_timeout_seconds,
+    )
+    try:
+        revision = await migrate(engine)
+    except StoreUnavailable as exc:
+        print(f"error: cannot migrate the database: {exc.detail}", file=sys.stderr)
+        return 1
+    finally:
+        await engine.dispose()
+    print(f"database at revision {revision}")
+    return 0
+
+
+def _prepare_local_model(settings: Settings) -> bool:
+    """Assemble and check the model before serving: a broken one is one line, not a traceback."""
+    try:
+        prepare(settings)
+    except LocalModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def _raise_open_file_limit() -> None:

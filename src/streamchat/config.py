@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
+from platformdirs import user_cache_path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The built-in model `make run` installs; `model_files.py` knows how to assemble it.
+DEFAULT_LOCAL_MODEL = "qwen2.5-coder-1.5b-instruct"
 
 
 class Settings(BaseSettings):
@@ -19,8 +24,32 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     log_level: str = "info"
 
-    provider: Literal["echo", "openai"] = "echo"
-    model: str = Field("", description="Model name; empty picks the provider's default.")
+    provider: Literal["local", "openai", "echo"] = "local"
+    model: str = Field(
+        "",
+        description="Model name; empty picks the provider's default. With the local provider "
+        "and no local_model_path, it names a built-in model.",
+    )
+    model_dir: Path = Field(
+        default_factory=lambda: user_cache_path("streamchat") / "models",
+        description="Where built-in models are assembled from their packages (about 1.1 GB).",
+    )
+    local_model_path: Path | None = Field(
+        None, description="A GGUF file to load instead of a built-in model."
+    )
+    local_max_queue: int = Field(
+        8, ge=0, description="Requests that may wait behind the one being generated; more get 503."
+    )
+    local_max_tokens: int = Field(1024, ge=1, description="Longest answer, in tokens.")
+    local_temperature: float = Field(0.7, ge=0, description="0 picks the likeliest token.")
+    local_top_p: float = Field(0.8, gt=0, le=1)
+    local_system_prompt: str = Field(
+        "", description="System message for every conversation; empty: the model's own default."
+    )
+    local_context_tokens: int = Field(
+        4096, ge=256, description="Context window: prompt and answer together."
+    )
+    local_threads: int = Field(0, ge=0, description="CPU threads for generation; 0: all cores.")
     openai_base_url: str = "http://127.0.0.1:9000/v1"
     openai_api_key: str = ""
     upstream_connect_timeout: float = Field(10.0, gt=0, description="Seconds to connect.")
@@ -48,9 +77,31 @@ class Settings(BaseSettings):
         64 * 1024 * 1024, ge=0, description="Memory budget for finished, replayable streams."
     )
 
+    database_url: str = Field(
+        "sqlite+aiosqlite:///./streamchat.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///… or postgresql+asyncpg://…",
+    )
+    database_schema: str = Field(
+        "", description="PostgreSQL schema to work in (its search_path); empty: the default."
+    )
+    database_timeout_seconds: float = Field(
+        10.0, gt=0, description="Waits for a lock, a pooled connection, a connect or a query."
+    )
+    database_migrate: bool = Field(True, description="Run the migrations at start-up.")
+    history_max_chars: int = Field(
+        32_000, ge=0, description="Budget of earlier turns sent to the model, oldest dropped first."
+    )
+    history_save_seconds: float = Field(
+        1.0, gt=0, description="A growing answer is saved at least this often…"
+    )
+    history_save_tokens: int = Field(64, ge=1, description="…or after this many tokens, if sooner.")
+
     @property
     def model_name(self) -> str:
         """The model id clients see, defaulting per provider."""
         if self.model:
             return self.model
-        return {"echo": "echo", "openai": "gpt-4o-mini"}[self.provider]
+        if self.provider == "local" and self.local_model_path is not None:
+            return self.local_model_path.stem
+        defaults = {"local": DEFAULT_LOCAL_MODEL, "echo": "echo", "openai": "gpt-4o-mini"}
+        return defaults[self.provider]

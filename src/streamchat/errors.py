@@ -40,6 +40,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "upstream_timeout": ("上游模型服务超时: {detail}", "upstream model timed out: {detail}"),
     "upstream_bad_response": ("上游模型服务出错: {detail}", "upstream model failed: {detail}"),
     "server_busy": ("服务器繁忙,请稍后再试", "server busy, retry later"),
+    "database_unavailable": ("数据库暂时不可用,请稍后再试", "database unavailable, retry later"),
+    "conversation_not_found": (
+        "会话 {conversation_id} 不存在",
+        "conversation {conversation_id} not found",
+    ),
+    "cursor_invalid": ("分页游标无效", "invalid pagination cursor"),
 }
 
 

@@ -21,12 +21,24 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class Outcome:
-    """How a generation ended, for the final event (and the store, later)."""
+    """How a generation ended, for the final event and the store."""
 
     text: list[str]
     usage: Usage | None = None
     finish_reason: str = "stop"
     error: tuple[str, str] | None = None
+
+
+class Recorder(Protocol):
+    """Keeps an answer as it grows and how it ended (the store); stateless paths pass none."""
+
+    def grew(self, text: list[str]) -> None:
+        """One more piece arrived (`text` is every piece so far). Called per token: be cheap."""
+        ...
+
+    async def finish(self, outcome: Outcome) -> None:
+        """The generation ended; called before the closing events are written."""
+        ...
 
 
 class StreamFormat(Protocol):
@@ -81,19 +93,28 @@ class Generation:
     """One answer being generated: owns the provider stream and writes the hub."""
 
     def __init__(
-        self, hub: StreamHub, stream_id: str, upstream: ProviderStream, fmt: StreamFormat
+        self,
+        hub: StreamHub,
+        stream_id: str,
+        upstream: ProviderStream,
+        fmt: StreamFormat,
+        recorder: Recorder | None = None,
     ) -> None:
         self.hub = hub
         self.stream_id = stream_id
         self.upstream = upstream
         self.format = fmt
+        self.recorder = recorder
         self.task: asyncio.Task[None] | None = None
         self.stop_reason: str | None = None
+        self.closing = False  # past the provider: no more stopping, the end is being written
         self.index = 0  # of the next event
 
     def stop(self, reason: str) -> None:
         """Stop generating: `cancelled` by a user, `interrupted` when abandoned or on shutdown."""
         if self.task is not None and not self.task.done() and self.stop_reason is None:
+            if self.closing:
+                return
             self.stop_reason = reason
             self.task.cancel()
 
@@ -119,6 +140,10 @@ class Generation:
             outcome.error = ("internal_error", "internal server error")
         finally:
             await self.upstream.aclose()
+        self.closing = True
+        if self.recorder is not None:
+            # Saved first, so a client that sees the end and reloads finds the answer final.
+            await self.recorder.finish(outcome)
         *leading, last = self.format.closing(self.index, outcome)
         for payload in leading:
             await self.hub.append(self.stream_id, payload)
@@ -126,10 +151,13 @@ class Generation:
 
     async def _pump(self, outcome: Outcome) -> None:
         hub, stream_id, delta, index = self.hub, self.stream_id, self.format.delta, self.index
+        grew = self.recorder.grew if self.recorder is not None else None
         async for event in self.upstream:
             if type(event) is TextDelta:
                 outcome.text.append(event.text)
                 await hub.append(stream_id, delta(index, event.text))
+                if grew is not None:
+                    grew(outcome.text)
                 index += 1
                 self.index = index
             elif type(event) is Usage:

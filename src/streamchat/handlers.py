@@ -1,4 +1,7 @@
-"""Exception handlers: every error before a stream begins becomes GoFrame's envelope."""
+"""Exception handlers: every error before a stream begins becomes GoFrame's envelope.
+
+Under `/v1`, the OpenAI-compatible API, errors take OpenAI's shape instead (`_respond`).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
+from . import openai_errors
 from .errors import AppError, pick_language
 from .schemas import Code
 
@@ -28,6 +32,14 @@ def _envelope(request: Request, error: AppError) -> Response:
         headers=error.headers,
         media_type="application/json",
     )
+
+
+def _respond(request: Request, error: AppError) -> Response:
+    """The error in the shape of the API the request is for."""
+    if not openai_errors.is_openai_path(request.url.path):
+        return _envelope(request, error)
+    status, body = openai_errors.from_app_error(error)
+    return Response(body, status_code=status, headers=error.headers, media_type="application/json")
 
 
 def validation_error(errors: Sequence[Any], content_type: str) -> AppError:
@@ -53,12 +65,15 @@ def validation_error(errors: Sequence[Any], content_type: str) -> AppError:
 
 async def _on_app_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
-    return _envelope(request, exc)
+    return _respond(request, exc)
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     content_type = request.headers.get("content-type", "").lower()
+    if openai_errors.is_openai_path(request.url.path):
+        status, body = openai_errors.from_validation(exc.errors(), content_type)
+        return Response(body, status_code=status, media_type="application/json")
     return _envelope(request, validation_error(exc.errors(), content_type))
 
 
@@ -79,12 +94,12 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
             detail=exc.detail,
         )
     error.headers = dict(exc.headers or {})
-    return _envelope(request, error)
+    return _respond(request, error)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled error", exc_info=exc)
-    return _envelope(request, AppError(500, Code.INTERNAL_ERROR, "internal_error"))
+    return _respond(request, AppError(500, Code.INTERNAL_ERROR, "internal_error"))
 
 
 def install(app: FastAPI) -> None:

@@ -19,7 +19,8 @@ import contextlib
 import logging
 import socket
 import struct
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -28,6 +29,8 @@ from . import sse
 from .hub import Subscription
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -64,25 +67,16 @@ class EventStreamResponse(Response):
         deadline = _SendDeadline(self.send_timeout)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            pump = asyncio.ensure_future(self._pump(send, deadline))
-            watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
-            deadline.watch(pump)
-            try:
-                await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                deadline.stop()
-                pump.cancel()
-                watcher.cancel()
-                # A cancel is only a request: let both end before their outcome is read.
-                await asyncio.wait((pump, watcher))
+            pump = await until_disconnect(receive, self._pump(send, deadline))
         finally:
+            deadline.stop()
             await self.subscription.close()
         if deadline.expired:
             log.warning("dropping a client that did not read for %ss", self.send_timeout)
             if _abort(receive):
                 await asyncio.sleep(0)  # let the server see the connection lost first
             return
-        if pump.cancelled():
+        if pump is None:
             return  # the client went away
         failure = pump.exception()
         if failure is not None:
@@ -91,6 +85,7 @@ class EventStreamResponse(Response):
 
     async def _pump(self, send: Send, deadline: _SendDeadline) -> None:
         """Write events as they come (all that are ready in one send), pings in silences."""
+        deadline.watch()
         subscription, ping_seconds = self.subscription, self.ping_seconds
         clock = asyncio.get_running_loop().time
         while True:
@@ -126,14 +121,14 @@ class _SendDeadline:
     def __init__(self, seconds: float) -> None:
         self._loop = asyncio.get_running_loop()
         self._seconds = seconds
-        self._task: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[object] | None = None
         self._handle: asyncio.TimerHandle | None = None
         self.since: float | None = None  # when the pending send began, if one is pending
         self.expired = False
 
-    def watch(self, task: asyncio.Future[None]) -> None:
-        """Start watching the sends of `task`."""
-        self._task = task
+    def watch(self) -> None:
+        """Start watching the sends of the current task (the pump)."""
+        self._task = asyncio.current_task()
         self._handle = self._loop.call_later(self._seconds / 4, self._check)
 
     def stop(self) -> None:
@@ -149,6 +144,24 @@ class _SendDeadline:
             self._task.cancel()
         else:
             self._handle = self._loop.call_later(self._seconds / 4, self._check)
+
+
+async def until_disconnect(
+    receive: Receive, work: Coroutine[Any, Any, T]
+) -> asyncio.Task[T] | None:
+    """Run `work` until it ends or the client leaves: its finished task, or None if the client left.
+
+    Whichever comes first cancels the other (sse-starlette's race). The task is returned done,
+    with its result or exception, never with a cancellation still pending.
+    """
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        task.cancel()
+        watcher.cancel()
+    return task if task.done() and not task.cancelled() else None
 
 
 def _abort(receive: Receive) -> bool:

@@ -5,11 +5,14 @@ from __future__ import annotations
 from ..config import Settings
 from .base import Provider
 from .echo import EchoProvider
+from .local import LocalProvider
 from .openai import OpenAIProvider
 
 
 def build_provider(settings: Settings) -> Provider:
     """The provider `STREAMCHAT_PROVIDER` names."""
+    if settings.provider == "local":
+        return LocalProvider(settings)
     if settings.provider == "openai":
         return OpenAIProvider(
             base_url=settings.openai_base_url,

@@ -19,6 +19,12 @@ def pieces(text: str) -> list[str]:
     return _PIECE.findall(text)
 
 
+def _until_stop(text: str, stops: list[str]) -> str:
+    """The text before the first stop sequence, which is left out, as OpenAI does."""
+    ends = [i for i in (text.find(stop) for stop in stops if stop) if i >= 0]
+    return text[: min(ends)] if ends else text
+
+
 class EchoStream:
     """One echo generation."""
 
@@ -31,7 +37,10 @@ class EchoStream:
 
     async def _events(self) -> AsyncIterator[ProviderEvent]:
         messages = self._request.messages
-        answer = next((m.content for m in reversed(messages) if m.role == "user"), "")
+        answer = _until_stop(
+            next((m.content for m in reversed(messages) if m.role == "user"), ""),
+            self._request.stop,
+        )
         parts = pieces(answer)
         limit = self._request.max_tokens
         if limit is not None:

@@ -7,6 +7,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 
 from ..schemas import Code, Envelope, Health
+from .conversations import HistoryDep
 from .deps import ChatDep
 
 router = APIRouter(tags=["system"])
@@ -27,18 +28,16 @@ async def healthz() -> Envelope[Health]:
 
 
 @router.get("/readyz", summary="Readiness", responses={503: {"model": Envelope[Health]}})
-async def readyz(chat: ChatDep) -> JSONResponse:
-    """Ready when the provider can accept a request."""
-    provider_ready = await chat.provider_ready()
-    health = Health(
-        status="ready" if provider_ready else "not ready", checks={"provider": provider_ready}
-    )
+async def readyz(chat: ChatDep, history: HistoryDep) -> JSONResponse:
+    """Ready when the provider can accept a request and the database answers."""
+    checks = {"provider": await chat.provider_ready(), "database": await history.store.ping()}
+    ready = all(checks.values())
+    health = Health(status="ready" if ready else "not ready", checks=checks)
+    code = Code.OK if ready else Code.SERVER_BUSY if checks["database"] else Code.DB_OPERATION_ERROR
     envelope: Envelope[Health] = Envelope(
-        code=Code.OK if provider_ready else Code.SERVER_BUSY,
-        message="" if provider_ready else "not ready",
-        data=health,
+        code=code, message="" if ready else "not ready", data=health
     )
-    return JSONResponse(envelope.model_dump(), status_code=200 if provider_ready else 503)
+    return JSONResponse(envelope.model_dump(), status_code=200 if ready else 503)
 
 
 @router.get("/swagger", include_in_schema=False)

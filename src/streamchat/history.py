@@ -1,0 +1,127 @@
+"""The conversation side of chatting: a turn's context and records, and the history endpoints.
+
+Between the routes (and the chat service) and the store: builds what the model is sent from
+earlier turns, titles new conversations, and turns "not yours" into 404.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from .config import Settings
+from .errors import AppError
+from .providers.base import ChatMessage, Role
+from .recorder import AnswerRecorder
+from .schemas import Code, ConversationPage, MessageList
+from .store import NewTurn, Store
+
+TITLE_CHARS = 50
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CURSOR = re.compile(r"(\d{1,20})_([0-9a-f]{32})")
+_ROLES: dict[str, Role] = {"user": "user", "assistant": "assistant", "system": "system"}
+
+
+@dataclass(slots=True, frozen=True)
+class Turn:
+    """A committed user message, the answer row waiting for it, and what the model gets."""
+
+    ids: NewTurn
+    messages: list[ChatMessage]
+
+
+def title_of(message: str) -> str:
+    """A conversation's title: its first message on one line, cut to `TITLE_CHARS`."""
+    line = " ".join(message.split())
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1] + "…"
+
+
+def encode_cursor(updated_at: datetime, conversation_id: str) -> str:
+    """The position after a listed conversation, as an opaque string."""
+    micros = (updated_at - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros}_{conversation_id}"
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The position `encode_cursor` made; a 400 if it did not make this one."""
+    match = _CURSOR.fullmatch(cursor)
+    if match is None:
+        raise AppError(400, Code.VALIDATION_FAILED, "cursor_invalid")
+    micros, conversation_id = match.groups()
+    return _EPOCH + timedelta(microseconds=int(micros)), conversation_id
+
+
+def _not_found(conversation_id: str) -> AppError:
+    return AppError(404, Code.NOT_FOUND, "conversation_not_found", conversation_id=conversation_id)
+
+
+class History:
+    """Conversations kept in the store, per user."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self._max_chars = settings.history_max_chars
+        self._save_seconds = settings.history_save_seconds
+        self._save_tokens = settings.history_save_tokens
+
+    async def begin(
+        self, *, uid: int, conversation_id: str | None, message: str, model: str
+    ) -> Turn:
+        """Commit the user's message (and the empty answer) before anything is generated.
+
+        Raises 404 if `conversation_id` is not `uid`'s, 503 if the database fails.
+        """
+        earlier: list[tuple[str, str]] = []
+        if conversation_id is not None:
+            found = await self.store.context(conversation_id, uid, self._max_chars)
+            if found is None:
+                raise _not_found(conversation_id)
+            earlier = found
+        ids = await self.store.begin_turn(
+            uid=uid,
+            conversation_id=conversation_id,
+            title=title_of(message),
+            message=message,
+            model=model,
+        )
+        if ids is None:  # deleted (or never ours) between the read and the write
+            raise _not_found(conversation_id or "")
+        return Turn(ids, [*_context(earlier), ChatMessage("user", message)])
+
+    def recorder(self, turn: Turn) -> AnswerRecorder:
+        """What saves this turn's answer as it is generated."""
+        return AnswerRecorder(
+            self.store, turn.ids.answer_id, seconds=self._save_seconds, tokens=self._save_tokens
+        )
+
+    async def conversations(self, uid: int, cursor: str | None, limit: int) -> ConversationPage:
+        """A page of `uid`'s conversations, most recently active first."""
+        before = decode_cursor(cursor) if cursor else None
+        items = await self.store.list_conversations(uid, before=before, limit=limit + 1)
+        if len(items) <= limit:
+            return ConversationPage(items=items, next_cursor=None)
+        last = items[limit - 1]
+        return ConversationPage(
+            items=items[:limit], next_cursor=encode_cursor(last.updated_at, last.id)
+        )
+
+    async def messages(self, conversation_id: str, uid: int) -> MessageList:
+        """The conversation's messages, oldest first; 404 unless it is `uid`'s."""
+        items = await self.store.messages(conversation_id, uid)
+        if items is None:
+            raise _not_found(conversation_id)
+        return MessageList(conversation_id=conversation_id, items=items)
+
+    async def delete(self, conversation_id: str, uid: int) -> None:
+        """Delete the conversation and its messages; 404 unless it is `uid`'s."""
+        if not await self.store.delete(conversation_id, uid):
+            raise _not_found(conversation_id)
+
+
+def _context(earlier: list[tuple[str, str]]) -> list[ChatMessage]:
+    """Earlier turns as chat messages, starting with a user's (the trim may cut a pair)."""
+    turns = [ChatMessage(_ROLES[role], text) for role, text in earlier]
+    while turns and turns[0].role == "assistant":
+        turns.pop(0)
+    return turns

@@ -1,0 +1,120 @@
+"""Errors in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
+
+Every error of a path under `/v1` goes through here (handlers.py picks this shape for them),
+and so does the error chunk that ends a stream that failed after it began. Messages are in
+English: OpenAI's clients show them as they are, and none of them sends Accept-Language.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from .errors import AppError
+from .providers.base import ProviderError
+
+OPENAI_PREFIX = "/v1"
+
+# Status of a non-streamed answer whose generation failed after the provider accepted it,
+# by the code of the failure (`Outcome.error`).
+_STATUS_OF_FAILURE = {
+    "upstream_error": 502,
+    "upstream_unavailable": 503,
+    "upstream_timeout": 504,
+    "interrupted": 503,
+}
+
+# OpenAI's `code` for our message keys, where it has one, and the parameter at fault.
+_CODE_OF_KEY = {
+    "model_unknown": "model_not_found",
+    "not_found": "unknown_url",
+    "message_too_long": "string_above_max_length",
+}
+_PARAM_OF_KEY = {"model_unknown": "model", "message_too_long": "messages"}
+
+# Pydantic's error types for the messages we wrote ourselves (openai_protocol.py), and codes.
+_OUR_KINDS = {"unsupported": "unsupported_parameter", "invalid_request": "invalid_value"}
+_CODE_OF_KIND = {"missing": "missing_required_parameter", "extra_forbidden": "unknown_parameter"}
+_TYPE_NAMES = {"str", "int", "float", "bool", "dict", "list", "none"}
+
+
+def is_openai_path(path: str) -> bool:
+    """Whether a request path belongs to the OpenAI-compatible API."""
+    return path == OPENAI_PREFIX or path.startswith(OPENAI_PREFIX + "/")
+
+
+def error_type(status: int) -> str:
+    """OpenAI's `type` for an HTTP status."""
+    if status == 401:
+        return "authentication_error"
+    if status == 403:
+        return "permission_error"
+    if status == 429:
+        return "rate_limit_error"
+    if status >= 500:
+        return "server_error"
+    return "invalid_request_error"
+
+
+def body(status: int, message: str, *, code: str | None, param: str | None = None) -> bytes:
+    """The JSON error object."""
+    detail = {"message": message, "type": error_type(status), "param": param, "code": code}
+    return orjson.dumps({"error": detail})
+
+
+def from_app_error(error: AppError) -> tuple[int, bytes]:
+    """Status and body for one of our errors.
+
+    A provider's refusal keeps the upstream's own status (401, 404, 429, …) when it answered
+    with one, so a gateway in front of OpenAI reports what OpenAI said.
+    """
+    cause = error.__cause__
+    if isinstance(cause, ProviderError):
+        status = cause.upstream_status or error.status
+        if not 400 <= status < 600:
+            status = error.status
+        return status, body(status, error.message("en"), code=cause.code)
+    code = _CODE_OF_KEY.get(error.key, error.key)
+    param = _PARAM_OF_KEY.get(error.key)
+    return error.status, body(error.status, error.message("en"), code=code, param=param)
+
+
+def from_validation(errors: Sequence[Any], content_type: str) -> tuple[int, bytes]:
+    """Status and body for the first of pydantic's errors on a request under `/v1`."""
+    first = errors[0]
+    loc = tuple(first.get("loc", ()))
+    kind, detail = first.get("type", ""), first.get("msg", "invalid")
+    if kind == "json_invalid":
+        return 400, body(400, "the request body is not valid JSON", code="invalid_json")
+    if loc == ("body",) and "json" not in content_type:
+        return 415, body(415, "Content-Type must be application/json", code="invalid_content_type")
+    param = _dotted(loc[1:])
+    if param is None:
+        return 400, body(400, "the request body must be a JSON object", code="invalid_json")
+    if kind in _OUR_KINDS:
+        message = detail
+    elif kind == "missing":
+        message = f"Missing required parameter: '{param}'."
+    elif kind == "extra_forbidden":
+        message = f"Unrecognized request argument supplied: {param}"
+    else:
+        message = f"Invalid value for '{param}': {detail}"
+    code = _OUR_KINDS.get(kind) or _CODE_OF_KIND.get(kind, "invalid_value")
+    return 400, body(400, message, code=code, param=param)
+
+
+def _dotted(loc: Sequence[int | str]) -> str | None:
+    """`messages.0.content` from pydantic's location, without the union members it tried.
+
+    Union members appear as type names (`str`, `list[TextContentPart]`), which no field of
+    the contract is called.
+    """
+    parts = [str(p) for p in loc if not (isinstance(p, str) and (p in _TYPE_NAMES or "[" in p))]
+    return ".".join(parts) or None
+
+
+def failure_status(code: str) -> int:
+    """The status of a non-streamed answer whose generation failed with `code`."""
+    return _STATUS_OF_FAILURE.get(code, 500)

@@ -1,0 +1,141 @@
+"""The OpenAI-compatible answers as hub events: stream chunks, or one completion object.
+
+Both are `StreamFormat`s (generation.py): the generation writes them into the hub like the
+native events, so OpenAI requests get the same hub, pings and cancellation. Chunks are built
+as bytes around a prefix encoded once per stream, because `delta` runs once per token;
+`tests/test_openai_format.py` checks them against the models of `openai_protocol.py`.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from . import openai_errors
+from .generation import Outcome
+from .providers.base import Usage
+
+DONE = b"[DONE]"
+
+
+def completion_id(stream_id: str) -> str:
+    """The `id` of a completion: its stream's id, which the native cancel endpoint takes."""
+    return f"chatcmpl-{stream_id}"
+
+
+def finish_reason(outcome: Outcome) -> str:
+    """OpenAI's finish reason: a cancelled answer stopped, as far as its clients know.
+
+    (`cancelled` is not among OpenAI's values, and strictly typed clients reject unknown ones.)
+    """
+    return "length" if outcome.finish_reason == "length" else "stop"
+
+
+def usage_object(usage: Usage) -> dict[str, int]:
+    """OpenAI's usage object."""
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
+
+
+def error_chunk(code: str, message: str) -> bytes:
+    """The data chunk that reports a failure after the stream began."""
+    return openai_errors.body(openai_errors.failure_status(code), message, code=code)
+
+
+class OpenAIChunkFormat:
+    """`chat.completion.chunk` events: role first, text deltas, finish, [usage], `[DONE]`."""
+
+    def __init__(self, *, model: str, created: int, include_usage: bool) -> None:
+        self.model = model
+        self.created = created
+        self.include_usage = include_usage
+        self._head = b""
+        self._tail = b',"usage":null}' if include_usage else b"}"
+
+    def opening(self, stream_id: str) -> list[bytes]:
+        """The chunk that carries the assistant's role."""
+        head = {
+            "id": completion_id(stream_id),
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+        }
+        self._head = orjson.dumps(head)[:-1] + b',"choices":['
+        return [self._choice(b'{"role":"assistant","content":""}', b"null")]
+
+    def delta(self, index: int, text: str) -> bytes:
+        """A chunk with one piece of the answer."""
+        return self._choice(b'{"content":%b}' % orjson.dumps(text), b"null")
+
+    def closing(self, index: int, outcome: Outcome) -> list[bytes]:
+        """The finish chunk, the usage chunk if asked for, and `[DONE]`; or the error, `[DONE]`.
+
+        `[DONE]` follows an error too, so that clients that only wait for it stop reading;
+        OpenAI's clients raise on the error chunk itself.
+        """
+        if outcome.error is not None:
+            return [error_chunk(*outcome.error), DONE]
+        chunks = [self._choice(b"{}", b'"%b"' % finish_reason(outcome).encode())]
+        if self.include_usage and outcome.usage is not None:
+            usage = orjson.dumps(usage_object(outcome.usage))
+            chunks.append(self._head + b'],"usage":' + usage + b"}")
+        chunks.append(DONE)
+        return chunks
+
+    def _choice(self, delta: bytes, finish: bytes) -> bytes:
+        return b'%b{"index":0,"delta":%b,"logprobs":null,"finish_reason":%b}]%b' % (
+            self._head,
+            delta,
+            finish,
+            self._tail,
+        )
+
+
+class CompletionFormat:
+    """A non-streamed answer: its text pieces, then the whole `chat.completion` object.
+
+    The response waits for the last event only; the pieces keep the hub's semantics (the
+    stream grows, a follower leaving is noticed) without building chunks nobody reads.
+    """
+
+    def __init__(self, *, model: str, created: int) -> None:
+        self.model = model
+        self.created = created
+        self._id = ""
+
+    def opening(self, stream_id: str) -> list[bytes]:
+        """Nothing before the text."""
+        self._id = completion_id(stream_id)
+        return []
+
+    def delta(self, index: int, text: str) -> bytes:
+        """The piece, as a JSON string."""
+        return orjson.dumps(text)
+
+    def closing(self, index: int, outcome: Outcome) -> list[bytes]:
+        """The `chat.completion` object, or the error object."""
+        if outcome.error is not None:
+            return [error_chunk(*outcome.error)]
+        completion: dict[str, object] = {
+            "id": self._id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": "".join(outcome.text),
+                        "refusal": None,
+                    },
+                    "logprobs": None,
+                    "finish_reason": finish_reason(outcome),
+                }
+            ],
+        }
+        if outcome.usage is not None:
+            completion["usage"] = usage_object(outcome.usage)
+        return [orjson.dumps(completion)]

@@ -1,0 +1,63 @@
+"""The history endpoints: a user's conversations, their messages, deleting one."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from ..history import History
+from ..schemas import ConversationPage, Envelope, MessageList
+
+
+def get_history(request: Request) -> History:
+    """The conversation history of this app."""
+    history: History = request.app.state.history
+    return history
+
+
+HistoryDep = Annotated[History, Depends(get_history)]
+Uid = Annotated[int, Query(ge=1, description="User id (用户ID): only their conversations")]
+ConversationId = Annotated[str, Path(max_length=64, description="The conversation's id")]
+
+router = APIRouter(prefix="/api/conversations", tags=["conversations 会话"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Envelope[None], "description": text}
+    for code, text in {
+        400: "Validation failed (code 51)",
+        404: "No such conversation for this uid (code 65)",
+        503: "The database is unavailable (code 52)",
+    }.items()
+}
+
+
+@router.get("", summary="List conversations", responses=_ERRORS)
+async def list_conversations(
+    uid: Uid,
+    history: HistoryDep,
+    cursor: Annotated[
+        str | None, Query(max_length=64, description="`next_cursor` of the previous page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
+) -> Envelope[ConversationPage]:
+    """The user's conversations, most recently active first, a page at a time."""
+    return Envelope(data=await history.conversations(uid, cursor, limit))
+
+
+@router.get("/{conversation_id}/messages", summary="Messages of a conversation", responses=_ERRORS)
+async def list_messages(
+    conversation_id: ConversationId, uid: Uid, history: HistoryDep
+) -> Envelope[MessageList]:
+    """Every message, oldest first, with its status; an answer still streaming has its
+    `stream_id`, to resume with `GET /api/chat/streams/{stream_id}`."""
+    return Envelope(data=await history.messages(conversation_id, uid))
+
+
+@router.delete("/{conversation_id}", summary="Delete a conversation", responses=_ERRORS)
+async def delete_conversation(
+    conversation_id: ConversationId, uid: Uid, history: HistoryDep
+) -> Envelope[None]:
+    """Delete the conversation and all its messages."""
+    await history.delete(conversation_id, uid)
+    return Envelope(data=None)

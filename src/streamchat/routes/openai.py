@@ -1,0 +1,90 @@
+"""The OpenAI-compatible API: chat completions and models, for OpenAI's own clients."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from starlette.responses import Response
+
+from ..errors import AppError
+from ..openai_protocol import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    ErrorResponse,
+    ModelCard,
+    ModelList,
+)
+from ..openai_serving import CompletionResponse, start_completion
+from ..schemas import Code
+from ..streaming import EventStreamResponse
+from .deps import ChatDep, SettingsDep
+
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
+
+# `created` of the models: when this process started serving them.
+_STARTED = int(time.time())
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in {
+        400: "Invalid request, or a parameter streamchat cannot honour (`param` names it)",
+        404: "Unknown model",
+        413: "A message is longer than STREAMCHAT_MAX_MESSAGE_CHARS",
+        502: "The upstream model failed (in openai mode: its own status, such as 401 or 429)",
+        503: "The model is unavailable or busy",
+        504: "The upstream model timed out",
+    }.items()
+}
+_COMPLETION_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": ChatCompletion,
+        "description": "A `chat.completion` object; with `stream: true`, Server-Sent Events: "
+        "`data: <chat.completion.chunk>` events, then `data: [DONE]`",
+        "content": {
+            "text/event-stream": {"schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}},
+        },
+    },
+    **_ERRORS,
+}
+
+
+@router.post(
+    "/chat/completions",
+    summary="Create a chat completion",
+    response_model=None,
+    responses=_COMPLETION_DOC,
+)
+async def chat_completions(
+    body: ChatCompletionRequest, chat: ChatDep, settings: SettingsDep
+) -> Response:
+    """Answer the conversation, streamed as chunks or as one `chat.completion` object."""
+    subscription = await start_completion(chat, body, max_message_chars=settings.max_message_chars)
+    if body.stream:
+        return EventStreamResponse(
+            subscription,
+            ping_seconds=settings.ping_seconds,
+            send_timeout=settings.send_timeout_seconds,
+        )
+    return CompletionResponse(subscription, idle_seconds=settings.ping_seconds)
+
+
+@router.get("/models", summary="List the models", responses=_ERRORS)
+async def list_models(chat: ChatDep, settings: SettingsDep) -> ModelList:
+    """The models a request may name; the first is the default."""
+    return ModelList(data=[_card(model, settings.provider) for model in chat.models()])
+
+
+@router.get("/models/{model}", summary="Retrieve a model", responses=_ERRORS)
+async def retrieve_model(
+    model: Annotated[str, Path(description="A model id")], chat: ChatDep, settings: SettingsDep
+) -> ModelCard:
+    """One model, or 404."""
+    if model not in chat.models():
+        raise AppError(404, Code.NOT_FOUND, "model_unknown", model=model)
+    return _card(model, settings.provider)
+
+
+def _card(model: str, provider: str) -> ModelCard:
+    return ModelCard(id=model, created=_STARTED, owned_by=f"streamchat-{provider}")

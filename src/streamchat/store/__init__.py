@@ -1,0 +1,10 @@
+"""The conversation store: conversations and their messages, in SQLite or PostgreSQL.
+
+SQLAlchemy Core (not the ORM): the service reads rows into the contract's models and the
+hot path only issues a few prepared UPDATEs, so there are no objects to track.
+"""
+
+from .conversations import NewTurn, Store
+from .engine import StoreUnavailable, create_engine, migrate
+
+__all__ = ["NewTurn", "Store", "StoreUnavailable", "create_engine", "migrate"]

@@ -1,0 +1,259 @@
+"""The conversation store: every query the service makes, each in one short transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ..schemas import ConversationOut, MessageOut, MessageStatus, Usage
+from .engine import guarded, migrate, writer
+from .tables import conversations, messages
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, frozen=True)
+class NewTurn:
+    """What `begin_turn` created: the user's message and the answer to come."""
+
+    conversation_id: str
+    user_message_id: str
+    answer_id: str
+    stream_id: str
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Store:
+    """Conversations and messages. Every method raises `StoreUnavailable` on database failure."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._writer = writer(engine)
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    async def start(self, *, run_migrations: bool) -> None:
+        """Migrate if asked, then mark the answers a killed process left `streaming`."""
+        if run_migrations:
+            revision = await migrate(self.engine)
+            log.info("database %s at revision %s", self.engine.url.render_as_string(), revision)
+        interrupted = await self.interrupt_leftovers()
+        if interrupted:
+            log.warning(
+                "%d answer(s) left streaming by a previous process: interrupted", interrupted
+            )
+
+    async def close(self, wait_seconds: float = 5.0) -> None:
+        """Let the writes in flight finish (up to `wait_seconds`), then close the pool."""
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=wait_seconds)
+        await self.engine.dispose()
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        """Keep a background write alive until it is done; `close` waits for it."""
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def ping(self) -> bool:
+        """Whether the database answers now."""
+        try:
+            async with guarded(), self.engine.connect() as connection:
+                await connection.execute(select(1))
+        except Exception:
+            return False
+        return True
+
+    async def context(
+        self, conversation_id: str, uid: int, budget: int
+    ) -> list[tuple[str, str]] | None:
+        """The conversation's finished messages (role, content), oldest first, the newest
+        `budget` characters of them; None if it is not `uid`'s."""
+        m = messages.c
+        running = func.sum(func.length(m.content)).over(order_by=m.seq.desc()).label("running")
+        recent = (
+            select(m.seq, m.role, m.content, running)
+            .where(m.conversation_id == conversation_id, m.content != "", m.status != "streaming")
+            .subquery()
+        )
+        query = (
+            select(recent.c.role, recent.c.content)
+            .where(recent.c.running <= budget)
+            .order_by(recent.c.seq)
+        )
+        async with guarded(), self.engine.connect() as connection:
+            if not await _owns(connection, conversation_id, uid):
+                return None
+            return [(row.role, row.content) for row in await connection.execute(query)]
+
+    async def begin_turn(
+        self, *, uid: int, conversation_id: str | None, title: str, message: str, model: str
+    ) -> NewTurn | None:
+        """Commit the user's message and an empty `streaming` answer, in a new conversation
+        (with `title`) or in `conversation_id`; None if that is not `uid`'s."""
+        now, c = _now(), conversations.c
+        turn = NewTurn(conversation_id or _new_id(), _new_id(), _new_id(), _new_id())
+        async with guarded(), self._writer.begin() as connection:
+            if conversation_id is None:
+                await connection.execute(
+                    insert(conversations).values(
+                        id=turn.conversation_id,
+                        uid=uid,
+                        title=title,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            else:
+                touched = await connection.execute(
+                    update(conversations)
+                    .where(c.id == conversation_id, c.uid == uid)
+                    .values(updated_at=now)
+                )
+                if touched.rowcount != 1:
+                    return None
+            # One executemany: every row must name the same columns.
+            common = {"conversation_id": turn.conversation_id, "created_at": now, "updated_at": now}
+            question = {
+                "id": turn.user_message_id,
+                "role": "user",
+                "content": message,
+                "status": "complete",
+                "model": None,
+                "stream_id": None,
+            }
+            answer = {
+                "id": turn.answer_id,
+                "role": "assistant",
+                "content": "",
+                "status": "streaming",
+                "model": model,
+                "stream_id": turn.stream_id,
+            }
+            await connection.execute(insert(messages), [question | common, answer | common])
+        return turn
+
+    async def save_progress(self, message_id: str, content: str) -> None:
+        """Save a growing answer's text, unless it has already been finished.
+
+        An `interrupted` answer being saved is alive: another process sharing the database
+        started and took it for one a crash left behind. It is `streaming` again.
+        """
+        m = messages.c
+        statement = (
+            update(messages)
+            .where(m.id == message_id, m.status.in_(("streaming", "interrupted")))
+            .values(content=content, status="streaming", error=None, updated_at=_now())
+        )
+        async with guarded(), self._writer.begin() as connection:
+            await connection.execute(statement)
+
+    async def finish(
+        self,
+        message_id: str,
+        *,
+        status: MessageStatus,
+        content: str | None = None,
+        usage: Usage | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record how an answer ended, with its final text (None keeps the saved text)."""
+        values: dict[str, Any] = {"status": status, "error": error, "updated_at": _now()}
+        if content is not None:
+            values["content"] = content
+        if usage is not None:
+            values["prompt_tokens"] = usage.prompt_tokens
+            values["completion_tokens"] = usage.completion_tokens
+        async with guarded(), self._writer.begin() as connection:
+            await connection.execute(
+                update(messages).where(messages.c.id == message_id).values(**values)
+            )
+
+    async def interrupt_leftovers(self) -> int:
+        """Mark every answer still `streaming` as `interrupted`, keeping its saved text."""
+        m = messages.c
+        statement = (
+            update(messages)
+            .where(m.status == "streaming")
+            .values(status="interrupted", error="the server stopped during the answer")
+        )
+        async with guarded(), self._writer.begin() as connection:
+            result = await connection.execute(statement)
+        return int(result.rowcount)
+
+    async def list_conversations(
+        self, uid: int, *, before: tuple[datetime, str] | None, limit: int
+    ) -> list[ConversationOut]:
+        """`uid`'s conversations, most recently active first, after the `before` position."""
+        c = conversations.c
+        query = select(conversations).where(c.uid == uid)
+        if before is not None:
+            at, last_id = before
+            query = query.where(or_(c.updated_at < at, and_(c.updated_at == at, c.id < last_id)))
+        query = query.order_by(c.updated_at.desc(), c.id.desc()).limit(limit)
+        async with guarded(), self.engine.connect() as connection:
+            rows = await connection.execute(query)
+            return [ConversationOut.model_validate(row, from_attributes=True) for row in rows]
+
+    async def messages(self, conversation_id: str, uid: int) -> list[MessageOut] | None:
+        """The conversation's messages, oldest first; None if it is not `uid`'s."""
+        query = (
+            select(messages)
+            .where(messages.c.conversation_id == conversation_id)
+            .order_by(messages.c.seq)
+        )
+        async with guarded(), self.engine.connect() as connection:
+            if not await _owns(connection, conversation_id, uid):
+                return None
+            return [_message_out(row) for row in await connection.execute(query)]
+
+    async def delete(self, conversation_id: str, uid: int) -> bool:
+        """Delete the conversation and its messages; False if it is not `uid`'s."""
+        async with guarded(), self._writer.begin() as connection:
+            if not await _owns(connection, conversation_id, uid):
+                return False
+            await connection.execute(
+                delete(messages).where(messages.c.conversation_id == conversation_id)
+            )
+            await connection.execute(
+                delete(conversations).where(conversations.c.id == conversation_id)
+            )
+        return True
+
+
+async def _owns(connection: AsyncConnection, conversation_id: str, uid: int) -> bool:
+    owner = await connection.scalar(
+        select(conversations.c.uid).where(conversations.c.id == conversation_id)
+    )
+    return owner == uid
+
+
+def _message_out(row: Row[Any]) -> MessageOut:
+    usage = None
+    if row.prompt_tokens is not None and row.completion_tokens is not None:
+        usage = Usage(prompt_tokens=row.prompt_tokens, completion_tokens=row.completion_tokens)
+    return MessageOut(
+        id=row.id,
+        conversation_id=row.conversation_id,
+        role=row.role,
+        content=row.content,
+        status=row.status,
+        model=row.model,
+        usage=usage,
+        error=row.error,
+        stream_id=row.stream_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )

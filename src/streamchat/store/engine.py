@@ -1,0 +1,117 @@
+"""The database engine: SQLite (WAL, busy timeout, one writer at a time) or PostgreSQL.
+
+SQLAlchemy and driver errors become `StoreUnavailable` here (`guarded`), once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from ..errors import AppError
+from ..schemas import Code
+
+log = logging.getLogger(__name__)
+# Alembic announces each of its autogenerate plugins at INFO, at every start-up.
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+# Written as `BEGIN <mode>` by SQLite connections; IMMEDIATE for transactions that write.
+_BEGIN_MODE = "streamchat_sqlite_begin"
+
+
+class StoreUnavailable(AppError):
+    """The database could not be reached or failed: a 503 envelope with code 52."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(503, Code.DB_OPERATION_ERROR, "database_unavailable")
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"database unavailable: {self.detail}"
+
+
+@asynccontextmanager
+async def guarded() -> AsyncIterator[None]:
+    """Turn the database's own errors (SQLAlchemy's, the driver's, the socket's) into ours."""
+    try:
+        yield
+    except (SQLAlchemyError, OSError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log.warning("database unavailable: %s", detail)
+        raise StoreUnavailable(detail) from exc
+
+
+def create_engine(url: str, *, schema: str = "", timeout: float = 10.0) -> AsyncEngine:
+    """An async engine for `url`; `schema` sets PostgreSQL's search_path."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed, timeout)
+    connect_args: dict[str, Any] = {"timeout": timeout, "command_timeout": timeout}
+    if schema:
+        connect_args["server_settings"] = {"search_path": schema}
+    # pre_ping: after the server restarts, pooled connections are dead; test before use.
+    return create_async_engine(
+        parsed, connect_args=connect_args, pool_pre_ping=True, pool_timeout=timeout
+    )
+
+
+def _sqlite_engine(url: URL, timeout: float) -> AsyncEngine:
+    # The driver's `timeout` is SQLite's busy timeout: how long a writer waits for the lock.
+    engine = create_async_engine(url, connect_args={"timeout": timeout}, pool_timeout=timeout)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # We issue BEGIN ourselves (below), so that writers can take the lock up front.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        # WAL: readers never block the writer nor each other.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # A deferred transaction that reads and then writes fails at once ("database is
+        # locked", no busy wait) if another writer committed in between; IMMEDIATE waits.
+        mode = connection.get_execution_options().get(_BEGIN_MODE, "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def writer(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine, for transactions that write (IMMEDIATE on SQLite)."""
+    return engine.execution_options(**{_BEGIN_MODE: "IMMEDIATE"})
+
+
+def alembic_config() -> Config:
+    """Alembic's configuration, pointing at the migrations shipped inside the package."""
+    config = Config()
+    config.set_main_option(
+        "script_location", str(resources.files("streamchat").joinpath("migrations"))
+    )
+    return config
+
+
+async def migrate(engine: AsyncEngine) -> str | None:
+    """Upgrade the database to the latest revision; return that revision."""
+
+    def upgrade(connection: Connection) -> str | None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+        return MigrationContext.configure(connection).get_current_revision()
+
+    async with guarded(), writer(engine).begin() as connection:
+        return await connection.run_sync(upgrade)

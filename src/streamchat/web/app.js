@@ -1,0 +1,287 @@
+// The chat page: wiring of the composer, the answers, the sidebar, and what survives a reload.
+//
+// localStorage keeps the uid, the conversation on screen, and the answer being streamed
+// (saved.js), so a reload shows the text and resumes the stream after the last index shown.
+
+import { ApiError, describe, getData, postData, startChat } from "./api.js";
+import { Answer, messageElement } from "./answer.js";
+import { dropSaved, forgetAnswer, loadSaved, saveAnswer } from "./saved.js";
+import { Sidebar } from "./sidebar.js";
+
+const KEY_UID = "streamchat.uid";
+const KEY_CONVERSATION = "streamchat.conversation";
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  uid: $("uid"),
+  messages: $("messages"),
+  empty: $("empty"),
+  form: $("composer"),
+  message: $("message"),
+  send: $("send"),
+  stop: $("stop"),
+  error: $("error"),
+  errorText: $("error-text"),
+  errorDetail: $("error-detail"),
+};
+
+const state = { conversationId: null, answer: null };
+
+const sidebar = new Sidebar({
+  list: $("conversations"),
+  note: $("conversations-note"),
+  more: $("more-conversations"),
+  onOpen: (id) => {
+    setDrawer(false);
+    openConversation(id).catch(showError);
+  },
+});
+
+// ---- uid ----
+
+/** The uid as the server wants it: a number when it looks like one, else as typed. */
+function uidValue() {
+  const raw = ui.uid.value.trim();
+  return /^\d{1,15}$/.test(raw) ? Number(raw) : raw || undefined;
+}
+
+function validUid() {
+  const uid = uidValue();
+  return typeof uid === "number" && uid >= 1 ? uid : null;
+}
+
+// ---- errors ----
+
+function showError(error) {
+  ui.errorText.textContent = describe(error);
+  const detail = [];
+  if (error instanceof ApiError) {
+    detail.push(`HTTP ${error.status}`);
+    if (error.code !== null) detail.push(`code ${error.code}`);
+  }
+  ui.errorDetail.textContent = detail.join(" · ");
+  ui.error.hidden = false;
+  scrollToEnd(); // the banner took room from the chat
+}
+
+function hideError() {
+  ui.error.hidden = true;
+}
+
+// ---- the chat ----
+
+// Follow the bottom of the chat while it grows, unless the person scrolled up to read.
+let stickToBottom = true;
+
+function scrollToEnd() {
+  if (stickToBottom) ui.messages.scrollTop = ui.messages.scrollHeight;
+}
+
+function show(element) {
+  ui.empty.hidden = true;
+  ui.messages.append(element);
+  scrollToEnd();
+}
+
+function clearChat() {
+  state.answer = null;
+  dropSaved(); // a reload now shows what is on screen instead
+  ui.messages.replaceChildren(ui.empty);
+  ui.empty.hidden = false;
+  updateComposer();
+}
+
+function updateComposer() {
+  const running = state.answer !== null && !state.answer.done;
+  ui.send.disabled = running;
+  ui.stop.hidden = !running;
+}
+
+function setConversation(id) {
+  state.conversationId = id;
+  if (id) localStorage.setItem(KEY_CONVERSATION, id);
+  else localStorage.removeItem(KEY_CONVERSATION);
+  sidebar.select(id);
+}
+
+/** Put an answer on screen and follow it; progress is saved while it is the one shown. */
+async function run(answer, response) {
+  state.answer = answer;
+  updateComposer();
+  show(answer.element);
+  answer.onStart = () => {
+    if (state.answer === answer) setConversation(answer.conversationId);
+    sidebar.reload(validUid());
+  };
+  answer.onChange = () => {
+    if (state.answer === answer) saveAnswer(answer, validUid());
+    scrollToEnd();
+  };
+  // An answer left on screen's behalf goes on in the background (so the generation is not
+  // abandoned) and reports nothing there; its conversation shows it when reopened.
+  try {
+    await answer.follow(response);
+    if (answer.status === "error" && state.answer === answer) showError(new Error(answer.note));
+  } catch (error) {
+    if (state.answer === answer) showError(error);
+  } finally {
+    forgetAnswer(answer);
+    if (state.answer === answer) updateComposer();
+    if (answer.done) sidebar.reload(validUid());
+  }
+}
+
+async function send(text) {
+  hideError();
+  const body = { uid: uidValue(), message: text };
+  if (state.conversationId) body.conversation_id = state.conversationId;
+  const question = messageElement("user", text);
+  show(question);
+  ui.message.value = "";
+  const answer = new Answer({ conversationId: state.conversationId });
+  answer.question = text;
+  ui.send.disabled = true;
+  let response;
+  try {
+    response = await startChat(body);
+  } catch (error) {
+    // Nothing was started: take the message back so it can be fixed and sent again.
+    question.remove();
+    ui.empty.hidden = ui.messages.children.length > 1;
+    ui.message.value = text;
+    updateComposer();
+    showError(error);
+    return;
+  }
+  await run(answer, response);
+}
+
+async function stop() {
+  const answer = state.answer;
+  if (!answer?.streamId) return;
+  ui.stop.disabled = true;
+  try {
+    await postData(`/api/chat/streams/${encodeURIComponent(answer.streamId)}/cancel`);
+  } catch (error) {
+    showError(error);
+  } finally {
+    ui.stop.disabled = false;
+  }
+}
+
+/** A stored message as a bubble, with its status ("Stopped.", the error, …). */
+function storedElement(message) {
+  const element = messageElement(message.role, message.content, message.status);
+  if (message.error) element.querySelector(".status").textContent = `Error: ${message.error}`;
+  return element;
+}
+
+/** Show a stored conversation (its messages are returned); an answer still streaming in it
+ *  is followed live, replayed from its stream's first event so that it rebuilds all its text. */
+async function openConversation(id, skipMessageId = null) {
+  const uid = validUid();
+  const list = await getData(`/api/conversations/${encodeURIComponent(id)}/messages?uid=${uid}`);
+  hideError();
+  clearChat();
+  setConversation(id);
+  for (const message of list.items) {
+    if (message.id === skipMessageId) continue;
+    if (message.role === "assistant" && message.status === "streaming" && message.stream_id) {
+      run(new Answer({ streamId: message.stream_id, conversationId: id }), null);
+    } else {
+      show(storedElement(message));
+    }
+  }
+  return list.items;
+}
+
+/** After a reload: restore the answer that was streaming, then resume it after its index. */
+async function restore(saved) {
+  let stored = null;
+  try {
+    const items = await openConversation(saved.conversationId, saved.messageId);
+    stored = items.find((message) => message.id === saved.messageId) ?? null;
+  } catch {
+    // No history on this server (or it failed): show the saved question alone.
+    clearChat();
+    setConversation(saved.conversationId);
+    show(messageElement("user", saved.question));
+  }
+  if (stored && stored.status !== "streaming") {
+    // It ended while the page was away: the store has all of it.
+    dropSaved();
+    show(storedElement(stored));
+    return;
+  }
+  const answer = new Answer({
+    text: saved.text,
+    index: saved.index,
+    streamId: saved.streamId,
+    conversationId: saved.conversationId,
+  });
+  answer.messageId = saved.messageId;
+  answer.question = saved.question;
+  await run(answer, null);
+}
+
+// ---- the page ----
+
+function setDrawer(open) {
+  document.body.classList.toggle("sidebar-open", open);
+  $("toggle-sidebar").setAttribute("aria-expanded", String(open));
+}
+
+function newChat() {
+  hideError();
+  setConversation(null);
+  clearChat();
+  ui.message.focus();
+}
+
+function start() {
+  ui.uid.value = localStorage.getItem(KEY_UID) ?? "1";
+  ui.form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    send(ui.message.value);
+  });
+  ui.message.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing && !ui.send.disabled) {
+      event.preventDefault();
+      ui.form.requestSubmit();
+    }
+  });
+  ui.stop.addEventListener("click", stop);
+  ui.messages.addEventListener("scroll", () => {
+    const { scrollHeight, scrollTop, clientHeight } = ui.messages;
+    stickToBottom = scrollHeight - scrollTop - clientHeight < 40;
+  });
+  ui.uid.addEventListener("change", () => {
+    localStorage.setItem(KEY_UID, ui.uid.value.trim());
+    newChat();
+    sidebar.reload(validUid());
+  });
+  $("new-chat").addEventListener("click", () => {
+    setDrawer(false);
+    newChat();
+  });
+  $("toggle-sidebar").addEventListener("click", () => {
+    setDrawer(!document.body.classList.contains("sidebar-open"));
+  });
+  document.querySelector(".chat").addEventListener("click", () => setDrawer(false));
+  $("error-close").addEventListener("click", hideError);
+  window.addEventListener("pagehide", () => {
+    if (state.answer) saveAnswer(state.answer, validUid());
+  });
+
+  sidebar.reload(validUid());
+  const saved = loadSaved();
+  const conversation = localStorage.getItem(KEY_CONVERSATION);
+  if (saved && saved.uid === validUid()) {
+    restore(saved).catch(showError);
+  } else if (conversation) {
+    openConversation(conversation).catch(() => setConversation(null));
+  }
+  updateComposer();
+}
+
+start();

@@ -1,0 +1,162 @@
+"""The OpenAI byte builders match the contract's models; requests and errors convert right."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from streamchat.errors import AppError
+from streamchat.generation import Outcome
+from streamchat.openai_errors import from_app_error, is_openai_path
+from streamchat.openai_protocol import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ErrorResponse,
+)
+from streamchat.openai_stream import DONE, CompletionFormat, OpenAIChunkFormat
+from streamchat.providers.base import UpstreamBadResponse, UpstreamUnavailable, Usage
+from streamchat.schemas import Code
+
+
+def chunk(payload: bytes) -> ChatCompletionChunk:
+    parsed = orjson.loads(payload)
+    model = ChatCompletionChunk.model_validate(parsed)
+    assert model.model_dump(mode="json", exclude_unset=True) == parsed
+    return model
+
+
+def test_chunks_from_role_to_done() -> None:
+    fmt = OpenAIChunkFormat(model="m", created=7, include_usage=False)
+    [opening] = fmt.opening("s1")
+    role = chunk(opening)
+    assert (role.id, role.created, role.model) == ("chatcmpl-s1", 7, "m")
+    assert role.choices[0].delta.role == "assistant"
+    text = 'quote " backslash \\ newline \n 中文 </script>'
+    assert chunk(fmt.delta(1, text)).choices[0].delta.content == text
+    finish, done = fmt.closing(2, Outcome(text=[text], usage=Usage(1, 1)))
+    assert chunk(finish).choices[0].finish_reason == "stop"
+    assert "usage" not in orjson.loads(finish), "no usage field unless asked for"
+    assert done == DONE
+
+
+def test_include_usage_puts_null_usage_on_every_chunk_and_a_usage_chunk_last() -> None:
+    fmt = OpenAIChunkFormat(model="m", created=7, include_usage=True)
+    payloads = [*fmt.opening("s1"), fmt.delta(1, "a")]
+    assert [orjson.loads(p)["usage"] for p in payloads] == [None, None]
+    finish, usage, done = fmt.closing(
+        2, Outcome(text=["a"], usage=Usage(3, 4), finish_reason="length")
+    )
+    assert chunk(finish).choices[0].finish_reason == "length"
+    last = chunk(usage)
+    assert last.choices == []
+    assert last.usage is not None
+    assert last.usage.total_tokens == 7
+    assert done == DONE
+
+
+def test_cancelled_is_stop_and_unknown_usage_sends_no_usage_chunk() -> None:
+    fmt = OpenAIChunkFormat(model="m", created=7, include_usage=True)
+    fmt.opening("s1")
+    finish, done = fmt.closing(1, Outcome(text=[], finish_reason="cancelled"))
+    assert chunk(finish).choices[0].finish_reason == "stop"
+    assert done == DONE
+
+
+def test_failure_is_an_error_chunk_then_done() -> None:
+    fmt = OpenAIChunkFormat(model="m", created=7, include_usage=False)
+    fmt.opening("s1")
+    error, done = fmt.closing(3, Outcome(text=["a"], error=("upstream_timeout", "too slow")))
+    detail = ErrorResponse.model_validate_json(error).error
+    assert (detail.code, detail.message, detail.type) == (
+        "upstream_timeout",
+        "too slow",
+        "server_error",
+    )
+    assert done == DONE
+
+
+def test_completion_object() -> None:
+    fmt = CompletionFormat(model="m", created=7)
+    assert fmt.opening("s2") == []
+    assert orjson.loads(fmt.delta(0, "a\n")) == "a\n"
+    [payload] = fmt.closing(2, Outcome(text=["a\n", "b"], usage=Usage(2, 2)))
+    completion = ChatCompletion.model_validate_json(payload)
+    assert completion.id == "chatcmpl-s2"
+    assert completion.choices[0].message.content == "a\nb"
+    assert completion.usage is not None
+    assert completion.usage.total_tokens == 4
+    [failure] = fmt.closing(2, Outcome(text=[], error=("upstream_error", "boom")))
+    assert ErrorResponse.model_validate_json(failure).error.message == "boom"
+
+
+def test_request_helpers() -> None:
+    request = ChatCompletionRequest.model_validate(
+        {
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}]}],
+            "max_tokens": 5,
+            "stop": "x",
+        }
+    )
+    assert request.messages[0].text() == "a"
+    assert (request.token_limit(), request.stop_list(), request.include_usage()) == (
+        5,
+        ["x"],
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    "neutral",
+    [
+        {"n": 1},
+        {"tools": []},
+        {"tool_choice": "none"},
+        {"logprobs": False},
+        {"presence_penalty": 0},
+        {"response_format": {"type": "text"}},
+        {"store": False},
+        {"service_tier": "auto"},
+        {"modalities": ["text"]},
+        {"stream": True, "stream_options": {"include_usage": False}},
+    ],
+)
+def test_parameters_that_ask_for_nothing_are_accepted(neutral: dict[str, Any]) -> None:
+    ChatCompletionRequest.model_validate(
+        {"messages": [{"role": "user", "content": "hi"}], **neutral}
+    )
+
+
+def test_provider_refusal_keeps_the_upstream_status() -> None:
+    try:
+        try:
+            raise UpstreamBadResponse("HTTP 401: bad key", upstream_status=401)
+        except UpstreamBadResponse as exc:
+            raise AppError(502, Code.OPERATION_FAILED, exc.message_key, detail=exc.detail) from exc
+    except AppError as error:
+        status, body = from_app_error(error)
+    assert status == 401
+    detail = ErrorResponse.model_validate_json(body).error
+    assert (detail.type, detail.code) == ("authentication_error", "upstream_error")
+    assert "bad key" in detail.message
+
+
+def test_provider_refusal_without_upstream_status_keeps_ours() -> None:
+    try:
+        try:
+            raise UpstreamUnavailable("cannot connect")
+        except UpstreamUnavailable as exc:
+            raise AppError(503, Code.SERVER_BUSY, exc.message_key, detail=exc.detail) from exc
+    except AppError as error:
+        status, body = from_app_error(error)
+    assert status == 503
+    assert ErrorResponse.model_validate_json(body).error.code == "upstream_unavailable"
+
+
+def test_openai_paths() -> None:
+    assert is_openai_path("/v1")
+    assert is_openai_path("/v1/chat/completions")
+    assert not is_openai_path("/v1x")
+    assert not is_openai_path("/api/chat")
