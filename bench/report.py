@@ -8,6 +8,7 @@ from typing import Any
 
 from .scenarios import DIRECT, Scenario
 
+TPS = "tokens_per_s"
 Run = dict[str, Any]
 Runs = dict[str, Run | None]  # target key -> loadgen result; None: the server lacks the route
 
@@ -105,6 +106,70 @@ class _Rows:
         base = value(self.direct, path) if self.direct else float("nan")
         return lambda x: x - base
 
+    def share(
+        self,
+        base: Callable[[float], float],
+        of: str,
+        digits: int,
+        least: float = 0,
+        note: str = "—",
+    ) -> None:
+        """Tokens/s, and each gateway's divided by `base` (judged when `least` is given)."""
+        self.add(
+            "tokens/s",
+            lambda x: value(x, TPS),
+            kilo,
+            derive=base,
+            result=lambda x: f"{x:.{digits}f}× {of}",
+            target=f"≥ {least}×" if least else note,
+            ok=(lambda x: x >= least) if least else None,
+        )
+
+    def added(self, metric: str, path: str, most: float, digits: int) -> None:
+        """A latency in ms, and what each gateway adds to the direct upstream's."""
+        self.add(
+            metric,
+            lambda x: value(x, path),
+            ms,
+            derive=self.added_to_direct(path),
+            result=lambda x: f"+{x:.{digits}f} ms",
+            target=f"≤ +{most:g} ms",
+            ok=lambda x: x <= most,
+        )
+
+    def at_most(
+        self,
+        metric: str,
+        get: Callable[[Run], float],
+        unit: str,
+        most: float | None,
+        show: Callable[[float], str] = lambda x: f"{x:.1f}",
+        gateways_only: bool = False,
+    ) -> None:
+        """A figure each gateway must keep under `most` (None: reported only)."""
+        self.add(
+            metric,
+            get,
+            show,
+            derive=lambda x: x,
+            result=lambda x: f"{show(x)} {unit}",
+            target=f"≤ {most:g} {unit}" if most is not None else "—",
+            ok=(lambda x: x <= most) if most is not None else None,
+            gateways_only=gateways_only,
+        )
+
+    def none(self, metric: str, path: str) -> None:
+        """A count that must be 0 for every gateway."""
+        self.add(
+            metric,
+            lambda x: value(x, path),
+            lambda x: f"{x:.0f}",
+            derive=lambda x: x,
+            result=lambda x: f"{x:.0f}",
+            target="0",
+            ok=lambda x: x == 0,
+        )
+
 
 def _memory_kb(concurrency: int) -> Callable[[Run], float]:
     def per_stream(run: Run) -> float:
@@ -118,115 +183,36 @@ def _cores(run: Run) -> str:
     return "/".join(f"{x:.0f}" for x in run["cores_busy_pct"])
 
 
-TPS = "tokens_per_s"
-
-
-def _cpu_per_token(r: _Rows, target: str, ok: Callable[[float], bool] | None) -> None:
-    r.add(
-        "gateway CPU µs/token",
-        lambda x: value(x, "server.cpu_us_per_token"),
-        lambda x: f"{x:.1f}",
-        derive=lambda x: x,
-        result=lambda x: f"{x:.1f} µs",
-        target=target,
-        ok=ok,
-        gateways_only=True,
-    )
+def _cpu_per_token(run: Run) -> float:
+    return value(run, "server.cpu_us_per_token")
 
 
 def _burst(r: _Rows) -> None:
-    r.add(
-        "tokens/s",
-        lambda x: value(x, TPS),
-        kilo,
-        derive=r.ratio_to_direct(TPS),
-        result=lambda x: f"{x:.2f}× direct",
-    )
-    _cpu_per_token(r, "≤ 15 µs", lambda x: x <= 15)
+    r.share(r.ratio_to_direct(TPS), "direct", 2)
+    r.at_most("gateway CPU µs/token", _cpu_per_token, "µs", 15, gateways_only=True)
 
 
 def _single(r: _Rows) -> None:
-    r.add(
-        "TTFT p50 ms",
-        lambda x: value(x, "ttft.p50_ms"),
-        ms,
-        derive=r.added_to_direct("ttft.p50_ms"),
-        result=lambda x: f"+{x:.2f} ms",
-        target="≤ +0.5 ms",
-        ok=lambda x: x <= 0.5,
-    )
+    r.added("TTFT p50 ms", "ttft.p50_ms", 0.5, 2)
 
 
 def _many(r: _Rows) -> None:
-    r.add(
-        "tokens/s",
-        lambda x: value(x, TPS),
-        kilo,
-        derive=r.ratio_to_direct(TPS),
-        result=lambda x: f"{x:.3f}× direct",
-        target="≥ 0.95×",
-        ok=lambda x: x >= 0.95,
-    )
-    r.add(
-        "gap p99 ms",
-        lambda x: value(x, "gap.p99_ms"),
-        ms,
-        derive=r.added_to_direct("gap.p99_ms"),
-        result=lambda x: f"+{x:.1f} ms",
-        target="≤ +50 ms",
-        ok=lambda x: x <= 50,
-    )
-    r.add(
-        "streams failed before 1st token",
-        lambda x: value(x, "errors.failed_before_first_token"),
-        lambda x: f"{x:.0f}",
-        derive=lambda x: x,
-        result=lambda x: f"{x:.0f}",
-        target="0",
-        ok=lambda x: x == 0,
-    )
+    r.share(r.ratio_to_direct(TPS), "direct", 3, least=0.95)
+    r.added("gap p99 ms", "gap.p99_ms", 50, 1)
+    r.none("streams failed before 1st token", "errors.failed_before_first_token")
 
 
 def _overload(r: _Rows) -> None:
-    r.add(
-        "tokens/s",
-        lambda x: value(x, TPS),
-        kilo,
-        derive=r.ratio_to_direct(TPS),
-        result=lambda x: f"{x:.2f}× direct",
-    )
-    r.add(
-        "TTFT p99 ms",
-        lambda x: value(x, "ttft.p99_ms"),
-        ms,
-        derive=lambda x: x,
-        result=lambda x: f"{x:.0f} ms",
-        target="≤ 2000 ms",
-        ok=lambda x: x <= 2000,
-    )
-    r.add(
-        "memory KB per open stream",
-        _memory_kb(r.scenario.concurrency),
-        lambda x: f"{x:.1f}",
-        derive=lambda x: x,
-        result=lambda x: f"{x:.1f} KB",
-        target="≤ 100 KB",
-        ok=lambda x: x <= 100,
-    )
+    r.share(r.ratio_to_direct(TPS), "direct", 2)
+    r.at_most("TTFT p99 ms", lambda x: value(x, "ttft.p99_ms"), "ms", 2000, show=ms)
+    r.at_most("memory KB per open stream", _memory_kb(r.scenario.concurrency), "KB", 100)
 
 
 def _workers(r: _Rows) -> None:
     one = r.runs.get("workers1")
     base = value(one, TPS) if one else float("nan")
-    r.add(
-        "tokens/s",
-        lambda x: value(x, TPS),
-        kilo,
-        derive=lambda x: x / base,
-        result=lambda x: f"{x:.2f}× 1 worker",
-        target="report",
-    )
-    _cpu_per_token(r, "—", None)
+    r.share(lambda x: x / base, "1 worker", 2, note="report")
+    r.at_most("gateway CPU µs/token", _cpu_per_token, "µs", None, gateways_only=True)
 
 
 _SCENARIO_ROWS: dict[str, Callable[[_Rows], None]] = {
@@ -242,15 +228,7 @@ def checks(scenario: Scenario, runs: Runs) -> list[Check]:
     """The rows of one scenario: its own, then errors, CPU and how busy the machine was."""
     r = _Rows(scenario, runs)
     _SCENARIO_ROWS[scenario.key](r)
-    r.add(
-        "errors",
-        lambda x: value(x, "errors.total"),
-        lambda x: f"{x:.0f}",
-        derive=lambda x: x,
-        result=lambda x: f"{x:.0f}",
-        target="0",
-        ok=lambda x: x == 0,
-    )
+    r.none("errors", "errors.total")
     r.add("server CPU %", lambda x: value(x, "server.cpu_pct"), lambda x: f"{x:.0f}%")
     cores = {t: _cores(run) for t, run in runs.items() if run is not None}
     r.rows.append(Check(scenario.key, "cores busy % (machine)", cores, "", "", None))

@@ -4,11 +4,11 @@ generating at once is bounded (STREAMCHAT_MAX_STREAMS) with 503 + Retry-After be
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import resource
 import socket
 import subprocess
-import sys
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -154,24 +154,16 @@ async def test_a_chat_the_upstream_refuses_gives_its_slot_back(
     assert got[-1]["type"] == "end"
 
 
-class LowFileLimitServer(ServerProcess):
-    """`streamchat serve` started with a soft open-file limit of 256, as a small VM might."""
-
-    def spawn(self) -> subprocess.Popen[bytes]:
-        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-
-        def low_limit() -> None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
-
-        with self.log_path.open("wb") as log:
-            return subprocess.Popen(
-                [sys.executable, "-m", "streamchat", "serve"],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=tempfile.gettempdir(),
-                preexec_fn=low_limit,
-            )
+@contextlib.contextmanager
+def lowered_open_file_limit() -> Iterator[None]:
+    """Halve this process's soft open-file limit for a while: children started meanwhile
+    inherit it, as a server started on a system with a low default would."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard // 2, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def open_file_limits(pid: int) -> tuple[str, str]:
@@ -197,10 +189,11 @@ def listen_backlog(port: int) -> int:
 async def test_serve_raises_its_open_file_limit_and_listens_with_a_deep_backlog(
     upstream: FakeUpstream,
 ) -> None:
-    server = LowFileLimitServer(
+    server = ServerProcess(
         {"STREAMCHAT_PROVIDER": "openai", "STREAMCHAT_OPENAI_BASE_URL": upstream.base_url}
     )
-    await server.start()
+    with lowered_open_file_limit():
+        await server.start()
     try:
         assert server.proc is not None
         soft, hard = open_file_limits(server.proc.pid)
