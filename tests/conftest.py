@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -9,6 +10,7 @@ import pytest
 import pytest_asyncio
 
 from .fakeupstream import FakeUpstream
+from .redisserver import SHARED_URL, delete_prefix, wait_for_redis
 from .servers import ServerProcess
 
 StartServer = Callable[..., Awaitable[ServerProcess]]
@@ -59,3 +61,12 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         yield session
+
+
+@pytest_asyncio.fixture(scope="session")
+async def redis_prefix() -> AsyncIterator[str]:
+    """A key prefix of this test run's own on the shared Redis; its keys go at the end."""
+    await wait_for_redis(SHARED_URL, seconds=5)
+    prefix = f"streamchat-test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    await delete_prefix(SHARED_URL, prefix)

@@ -43,6 +43,24 @@ class Settings(BaseSettings):
         64 * 1024 * 1024, ge=0, description="Memory budget for finished, replayable streams."
     )
 
+    redis_url: str = Field(
+        "", description="Share streams between nodes through this Redis; unset: in-process hub."
+    )
+    redis_key_prefix: str = Field(
+        "streamchat:", description="Prefix of every Redis key and channel (one per deployment)."
+    )
+    redis_outage_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="How long streams wait for an unreachable Redis before ending with an error.",
+    )
+    redis_max_connections: int = Field(
+        16, ge=2, description="Redis connections per process for commands (plus one pub/sub)."
+    )
+    redis_stream_max_events: int = Field(
+        100_000, ge=1, description="Events kept per stream in Redis; older ones are trimmed."
+    )
+
     @property
     def model_name(self) -> str:
         """The model id clients see, defaulting per provider."""

@@ -40,6 +40,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "upstream_timeout": ("上游模型服务超时: {detail}", "upstream model timed out: {detail}"),
     "upstream_bad_response": ("上游模型服务出错: {detail}", "upstream model failed: {detail}"),
     "server_busy": ("服务器繁忙,请稍后再试", "server busy, retry later"),
+    "stream_unavailable": (
+        "流服务(Redis)暂不可用,请稍后再试",
+        "the stream store (Redis) is unavailable, retry later",
+    ),
 }
 
 
