@@ -191,3 +191,16 @@ async def test_finished_stream_expires_after_its_ttl(
     await asyncio.sleep(1.0)
     async with http.get(url) as response:
         assert response.status == 404
+
+
+async def test_client_disconnect_is_not_logged_as_an_error(
+    http: aiohttp.ClientSession, start_server: StartServer, upstream: FakeUpstream
+) -> None:
+    # Regression: the response asked its cancelled pump for an exception before the
+    # cancellation had landed, and logged InvalidStateError on every disconnect.
+    patient = await start_server(detach_grace_seconds="3", ping_seconds="1")
+    upstream.reset(Script(tokens=[f"w{i} " for i in range(5)], delay=0.1))
+    response, _ = await open_stream(http, patient, deltas=1)
+    response.close()
+    await asyncio.sleep(0.3)
+    assert "Traceback" not in patient.log()

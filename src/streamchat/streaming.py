@@ -66,8 +66,8 @@ class EventStreamResponse(Response):
                 watcher.cancel()
         finally:
             await self.subscription.close()
-        if pump.cancelled():
-            return  # the client went away
+        if not pump.done() or pump.cancelled():
+            return  # the client went away (the pump's cancellation may not have landed yet)
         failure = pump.exception()
         if failure is not None:
             if isinstance(failure, TimeoutError):
