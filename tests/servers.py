@@ -24,8 +24,9 @@ def free_port() -> int:
 class ServerProcess:
     """One `streamchat serve` process; its log is kept in a file for assertions."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
+        self.args = args  # after `streamchat serve`
         self.log_path = Path(tempfile.mkstemp(prefix="streamchat-", suffix=".log")[1])
         base = {k: v for k, v in os.environ.items() if not k.startswith("STREAMCHAT_")}
         self.env = {**base, "STREAMCHAT_PORT": str(self.port), **env}
@@ -41,7 +42,7 @@ class ServerProcess:
     def spawn(self) -> subprocess.Popen[bytes]:
         with self.log_path.open("wb") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", "streamchat", "serve"],
+                [sys.executable, "-m", "streamchat", "serve", *self.args],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

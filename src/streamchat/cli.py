@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
@@ -13,6 +14,9 @@ import orjson
 from .config import Settings
 from .logs import configure_logging
 from .sse import SSEDecoder
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,10 +53,15 @@ def _serve(host: str | None, port: int | None, workers: int) -> int:
         os.environ["STREAMCHAT_PORT"] = str(port)
     settings = Settings()
     configure_logging(settings.log_level)
-    if workers > 1 and settings.provider != "openai":
-        print("note: each worker runs its own provider and in-process stream hub", file=sys.stderr)
+    if workers > 1 and not settings.redis_url:
+        print(
+            f"warning: {workers} workers without STREAMCHAT_REDIS_URL: each worker keeps its "
+            "own streams, so resuming or cancelling a stream works only on the worker that "
+            "started it (others answer 404); set STREAMCHAT_REDIS_URL to share streams",
+            file=sys.stderr,
+        )
     uvicorn.run(
-        "streamchat.app:create_app",
+        "streamchat.cli:worker_app",
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -64,6 +73,19 @@ def _serve(host: str | None, port: int | None, workers: int) -> int:
         timeout_graceful_shutdown=5,
     )
     return 0
+
+
+def worker_app() -> FastAPI:
+    """The app of one server process, with logging set up there too.
+
+    With `--workers N` uvicorn starts fresh processes that import this factory: logging
+    configured in the parent does not reach them.
+    """
+    from .app import create_app
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
 
 
 async def _chat(args: argparse.Namespace) -> int:
