@@ -72,12 +72,12 @@ async def make_nodes(request: pytest.FixtureRequest, redis_prefix: str) -> Async
         await hub.close()
 
 
-async def read_all(sub: Subscription, seconds: float = 5) -> list[Batch]:
+async def read_all(sub: Subscription, seconds: float = 5, idle: float = 1) -> list[Batch]:
     """Every batch up to the end of the stream."""
     batches: list[Batch] = []
     async with asyncio.timeout(seconds):
         while not batches or not batches[-1].ended:
-            batch = await sub.next(1)
+            batch = await sub.next(idle)
             if batch is not None and (batch.payloads or batch.ended):
                 batches.append(batch)
     return batches
