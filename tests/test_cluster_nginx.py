@@ -164,3 +164,15 @@ async def test_sse_passes_through_event_by_event(nginx: Nginx, upstream: FakeUps
     record = upstream.records[-1]
     assert first_delta_at < record.token_times[0] + 0.25
     assert response.headers["Content-Type"].startswith("text/event-stream")
+
+
+def test_compose_runs_the_nodes_the_nginx_config_names() -> None:
+    """deploy/docker-compose.yml cannot run here: at least it matches the tested config."""
+    compose = (SITE.parent / "docker-compose.yml").read_text()
+    nodes = re.findall(r"(?m)^    server (\w+):8000;", SITE.read_text())
+    assert nodes == ["streamchat1", "streamchat2"]
+    for node in nodes:
+        assert re.search(rf"(?m)^  {node}: \*streamchat$", compose), node
+    assert 'STREAMCHAT_PORT: "8000"' in compose
+    assert "STREAMCHAT_REDIS_URL: redis://redis:6379/0" in compose
+    assert "./nginx-cluster.conf:/etc/nginx/conf.d/default.conf:ro" in compose
