@@ -8,9 +8,9 @@ generation (`redis_writer.py`). Followers on other nodes read the copy through o
 of streams. Cancel requests and "last follower left" notices reach the writing node on its
 control channel. Key layout and scripts: `redis_wire.py`.
 
-Redis commands per token, on the writing node: one `XADD`, plus one `PUBLISH` per round
-trip (shared by the tokens that arrived together, and by every stream with news); on a
-following node: none (one pub/sub message per round trip arrives).
+Redis commands per token, on the writing node: one `XADD`, plus one `PUBLISH` per stream and
+round, all run by one script call per round (one round trip, one reply, for every stream
+with news); on a following node: none (one pub/sub message per stream and round arrives).
 """
 
 from __future__ import annotations

@@ -36,6 +36,9 @@ REDIS_ERRORS: tuple[type[Exception], ...] = (
     redis_errors.TimeoutError,
 )
 
+# What makes a write fail: the above, or Redis refusing it (out of memory, say).
+WRITE_ERRORS: tuple[type[Exception], ...] = (*REDIS_ERRORS, redis_errors.ResponseError)
+
 END_FIELD = b"e"
 DATA_FIELD = b"d"
 
@@ -93,6 +96,51 @@ def decode_batch(message: bytes) -> Batch:
         raise ValueError("live message length mismatch")
     return Batch(int(first), payloads, ended == b"1")
 
+
+# One writer round: every dirty stream of a node in one command (one round trip, one reply).
+# KEYS: events, meta of each stream. ARGV: owner, ttl ms, max events, then per stream:
+# live channel, first index, count, flags (1: ends, 2: first round), live message, payloads.
+# Returns per stream: 1 written, 0 vanished (to be written again from 0), or an error text.
+FLUSH = """
+local owner, ttl, maxlen = ARGV[1], ARGV[2], ARGV[3]
+local results = {}
+local a = 4
+for k = 1, #KEYS, 2 do
+  local events, meta = KEYS[k], KEYS[k + 1]
+  local live, first, count = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local flags, message = tonumber(ARGV[a + 3]), ARGV[a + 4]
+  local ends, fresh = flags % 2 == 1, flags >= 2
+  a = a + 5
+  local result = 1
+  if not fresh and redis.call('exists', events) == 0 then
+    result = 0
+  else
+    if fresh then redis.call('hset', meta, 'owner', owner) end
+    for i = 0, count - 1 do
+      local id = string.format('%d-1', first + i)
+      local r
+      if ends and i == count - 1 then
+        r = redis.pcall('xadd', events, 'MAXLEN', '~', maxlen, id, 'd', ARGV[a + i], 'e', '1')
+      else
+        r = redis.pcall('xadd', events, 'MAXLEN', '~', maxlen, id, 'd', ARGV[a + i])
+      end
+      -- An id at or below the top: this round was sent before and did arrive.
+      if type(r) == 'table' and r.err and not string.find(r.err, 'equal or smaller', 1, true) then
+        result = r.err
+      end
+    end
+    if ends then redis.call('hset', meta, 'ended', '1') end
+    if fresh or ends then
+      redis.call('pexpire', events, ttl)
+      redis.call('pexpire', meta, ttl)
+    end
+    if count > 0 then redis.call('publish', live, message) end
+  end
+  a = a + count
+  results[#results + 1] = result
+end
+return results
+"""
 
 # KEYS: meta. ARGV: follower field, delta, node channel prefix, stream id.
 # Returns nil for an unknown stream, else {followers on all nodes, ended}; tells the owner

@@ -2,44 +2,40 @@
 
 A generation never waits for Redis. `append` adds the event to the stream's copy in this
 process (which the followers on this node read directly) and marks the stream dirty; one
-task per node copies every dirty stream's new events in one pipelined round trip. Tokens
-that arrive while a round trip is in flight go out together in the next one, so the number
-of round trips adapts to Redis's latency, not to the token rate.
+task per node sends every dirty stream's new events in one command (the `FLUSH` script: per
+stream one `XADD` per event, one `PUBLISH` of the batch) and one round trip. What arrives
+while a round is in flight goes out in the next one, so the number of round trips follows
+Redis's latency, not the token rate, and the client-side cost per token stays small: in
+redis-py, commands, not bytes, are what costs.
 
-Per round and stream: one `XADD` per new event and one `PUBLISH` of the whole batch to the
-stream's live channel (plus `HSET` + `PEXPIRE` ×2 on its first and last round). Explicit
-entry ids make a round that is sent again after a connection failure harmless. A stream whose
-events key vanished (a Redis restarted without persistence) is written again from its local
-copy. A stream that cannot be written for longer than the outage budget is reported lost to
-its generation (which then ends it with an error event); its copy keeps being retried until
-its time to live has passed.
+Creating a stream joins the next round too, and waits for it: once `create` returns, every
+node knows the stream. Explicit entry ids make a round that is sent again after a connection
+failure harmless. A stream whose events key vanished (a Redis restarted without persistence)
+is written again from its local copy. A stream that cannot be written for longer than the
+outage budget is reported lost to its generation (which then ends it with an error event);
+its copy keeps being retried until its time to live has passed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as redis
-from redis import exceptions as redis_errors
 
-from .hub import Batch, Hooks, LocalStream
-from .redis_wire import (
-    DATA_FIELD,
-    END_FIELD,
-    REDIS_ERRORS,
-    Keys,
-    backoff,
-    encode_batch,
-    entry_id,
-    retrying,
-)
+from .hub import Batch, Hooks, HubUnavailable, LocalStream
+from .redis_wire import FLUSH, REDIS_ERRORS, WRITE_ERRORS, Keys, backoff, encode_batch
 
 log = logging.getLogger(__name__)
+
+ROUND_STREAMS = 256  # streams per FLUSH command: keeps each script short for Redis
+
+
+def _loop_future() -> asyncio.Future[None]:
+    return asyncio.get_running_loop().create_future()
 
 
 @dataclass(eq=False)
@@ -49,19 +45,17 @@ class Owned:
     stream_id: str
     local: LocalStream
     written: int = 0
+    created: asyncio.Future[None] = field(default_factory=_loop_future)
     failing_since: float | None = None
     lost: bool = False
     ended_at: float | None = None
 
 
 @dataclass(slots=True)
-class _Round:
+class _Part:
     owned: Owned
     start: int
     end: int
-    ending: bool
-    commands: int
-    first_xadd: int
 
 
 class Replicator:
@@ -84,6 +78,7 @@ class Replicator:
         self._ttl = ttl_seconds
         self._outage = outage_seconds
         self._max_events = max_events
+        self._flush_script = client.register_script(FLUSH)
         self.owned: dict[str, Owned] = {}
         self._dirty: dict[str, Owned] = {}
         self._wake = asyncio.Event()
@@ -91,19 +86,19 @@ class Replicator:
         self._round_done = asyncio.Event()
 
     async def create(self, stream_id: str, hooks: Hooks) -> LocalStream:
-        """Register a new stream in Redis (so every node knows it) and here."""
-        meta = self._keys.meta(stream_id)
-
-        async def write() -> None:
-            async with self._client.pipeline(transaction=False) as pipe:
-                pipe.hset(meta, "owner", self._node_id)
-                pipe.pexpire(meta, self._ttl_ms)
-                await pipe.execute()
-
-        await retrying(write, budget=self._outage)
-        local = LocalStream(hooks)
-        self.owned[stream_id] = Owned(stream_id, local)
-        return local
+        """Register a new stream here and, in the next round, in Redis; wait for that round."""
+        owned = Owned(stream_id, LocalStream(hooks))
+        self.owned[stream_id] = owned
+        self._mark(owned)
+        try:
+            async with asyncio.timeout(self._outage):
+                await owned.created
+        except BaseException as exc:
+            self._forget(owned)
+            if isinstance(exc, TimeoutError):
+                raise HubUnavailable(f"redis out of reach for {self._outage:g}s") from None
+            raise
+        return owned.local
 
     def append(self, stream_id: str, payload: bytes, last: bool) -> None:
         """Add an event to the local copy and schedule it for Redis."""
@@ -118,7 +113,7 @@ class Replicator:
         return len(self._dirty) + self._flushing
 
     async def run(self) -> None:
-        """Copy dirty streams to Redis, one pipelined round trip at a time, forever."""
+        """Send dirty streams to Redis, one round at a time, forever."""
         attempt = 0
         while True:
             await self._wake.wait()
@@ -142,7 +137,7 @@ class Replicator:
 
     async def refresh(self) -> None:
         """Extend live streams' time to live; rewrite vanished ones; act on missed cancels."""
-        streams = list(self.owned.values())
+        streams = [owned for owned in self.owned.values() if owned.created.done()]
         if not streams:
             return
         async with self._client.pipeline(transaction=False) as pipe:
@@ -153,7 +148,7 @@ class Replicator:
             results = await pipe.execute()
         for i, owned in enumerate(streams):
             events_kept, meta_kept, cancel = results[3 * i : 3 * i + 3]
-            if owned.written and not (events_kept and meta_kept):
+            if not meta_kept or (owned.written and not events_kept):
                 log.warning("stream %s vanished from redis: writing it again", owned.stream_id)
                 owned.written = 0
                 self._mark(owned)
@@ -170,92 +165,81 @@ class Replicator:
             except REDIS_ERRORS as exc:
                 log.warning("could not refresh streams in redis: %s", exc)
 
+    async def drain(self, seconds: float) -> None:
+        """Wait (up to `seconds`) until Redis has every event written so far."""
+        try:
+            async with asyncio.timeout(seconds):
+                while self.pending():
+                    await self._round_done.wait()
+        except TimeoutError:
+            log.warning("%d streams not fully written to redis at shutdown", self.pending())
+
     def _mark(self, owned: Owned) -> None:
-        self._dirty[owned.stream_id] = owned
-        self._wake.set()
+        if owned.stream_id in self.owned:
+            self._dirty[owned.stream_id] = owned
+            self._wake.set()
+
+    def _forget(self, owned: Owned) -> None:
+        if self.owned.get(owned.stream_id) is owned:
+            del self.owned[owned.stream_id]
+        self._dirty.pop(owned.stream_id, None)
 
     async def _flush(self, batch: list[Owned]) -> bool:
-        rounds: list[_Round] = []
-        async with self._client.pipeline(transaction=False) as pipe:
-            for owned in batch:
-                planned = self._queue(pipe, owned)
-                if planned is not None:
-                    rounds.append(planned)
-            if not rounds:
-                return True
-            try:
-                results = await pipe.execute(raise_on_error=False)
-            except REDIS_ERRORS as exc:
-                log.warning("redis out of reach, %d streams waiting: %s", len(batch), exc)
-                self._failed(batch)
-                return False
         ok = True
-        position = 0
-        for planned in rounds:
-            ok &= self._settle(planned, results[position : position + planned.commands])
-            position += planned.commands
+        for i in range(0, len(batch), ROUND_STREAMS):
+            parts = [_Part(o, o.written, len(o.local.events)) for o in batch[i : i + ROUND_STREAMS]]
+            keys, args = self._command(parts)
+            try:
+                results = await self._flush_script(keys=keys, args=args)
+            except WRITE_ERRORS as exc:
+                log.warning("redis refused or missed a round of %d streams: %s", len(parts), exc)
+                self._failed([part.owned for part in parts])
+                ok = False
+                continue
+            for part, result in zip(parts, results, strict=True):
+                ok &= self._settle(part, result)
         return ok
 
-    def _queue(self, pipe: Any, owned: Owned) -> _Round | None:
-        stream_id, events = owned.stream_id, owned.local.events
-        start, end = owned.written, len(events)
-        if start >= end:
-            return None
-        ending = owned.local.done
-        fresh = start == 0
-        key, meta = self._keys.events(stream_id), self._keys.meta(stream_id)
-        commands = 0
-        if fresh:
-            pipe.hset(meta, "owner", self._node_id)
-            commands += 1
-        first_xadd = commands
-        for index in range(start, end):
-            fields: dict[bytes, bytes] = {DATA_FIELD: events[index]}
-            if ending and index == end - 1:
-                fields[END_FIELD] = b"1"
-            # NOMKSTREAM after the first round: a missing key means Redis lost it.
-            pipe.xadd(
-                key, fields, id=entry_id(index), maxlen=self._max_events, nomkstream=not fresh
-            )
-            commands += 1
-        if ending:
-            pipe.hset(meta, "ended", "1")
-            commands += 1
-        if fresh or ending:
-            pipe.pexpire(key, self._ttl_ms)
-            pipe.pexpire(meta, self._ttl_ms)
-            commands += 2
-        live = encode_batch(Batch(start, events[start:end], ending))
-        pipe.publish(self._keys.live(stream_id), live)
-        return _Round(owned, start, end, ending, commands + 1, first_xadd)
+    def _command(self, parts: list[_Part]) -> tuple[list[str], list[Any]]:
+        keys: list[str] = []
+        args: list[Any] = [self._node_id, self._ttl_ms, self._max_events]
+        for part in parts:
+            stream_id, local = part.owned.stream_id, part.owned.local
+            payloads = local.events[part.start : part.end]
+            ends = local.done and part.end == len(local.events) and part.end > part.start
+            flags = int(ends) | (2 if part.start == 0 else 0)
+            live = encode_batch(Batch(part.start, payloads, ends)) if payloads else b""
+            keys += (self._keys.events(stream_id), self._keys.meta(stream_id))
+            args += (self._keys.live(stream_id), part.start, len(payloads), flags, live)
+            args += payloads
+        return keys, args
 
-    def _settle(self, planned: _Round, results: list[Any]) -> bool:
-        owned = planned.owned
-        if owned.written != planned.start:
+    def _settle(self, part: _Part, result: Any) -> bool:
+        owned = part.owned
+        if owned.written != part.start:
             return True  # found vanished meanwhile: a rewrite from 0 is already scheduled
-        xadds = results[planned.first_xadd : planned.first_xadd + planned.end - planned.start]
-        if planned.start > 0 and xadds[0] is None:
+        if result == 0:
             log.warning("stream %s vanished from redis: writing it again", owned.stream_id)
             owned.written = 0
             self._mark(owned)
             return True
-        errors = [r for r in results if isinstance(r, Exception) and not _already_written(r)]
-        if errors:
-            log.error("redis refused a write of stream %s: %s", owned.stream_id, errors[0])
+        if result != 1:
+            log.error("redis refused a write of stream %s: %s", owned.stream_id, result)
             self._failed([owned])
             return False
-        owned.written = planned.end
+        owned.written = part.end
         owned.failing_since = None
+        if not owned.created.done():
+            owned.created.set_result(None)
         if owned.local.done and owned.written == len(owned.local.events):
             # Redis has it all: followers here keep their reference, new ones read Redis.
-            self.owned.pop(owned.stream_id, None)
+            self._forget(owned)
         return True
 
     def _failed(self, batch: list[Owned]) -> None:
         now = time.monotonic()
-        self._wake.set()
         for owned in batch:
-            self._dirty.setdefault(owned.stream_id, owned)
+            self._mark(owned)
             if owned.failing_since is None:
                 owned.failing_since = now
             elif now - owned.failing_since > self._outage and not owned.lost:
@@ -271,17 +255,4 @@ class Replicator:
         for owned in batch:
             if owned.lost and owned.ended_at is not None and now - owned.ended_at > self._ttl:
                 log.error("stream %s: giving up writing it to redis", owned.stream_id)
-                self._dirty.pop(owned.stream_id, None)
-                self.owned.pop(owned.stream_id, None)
-
-    async def drain(self, seconds: float) -> None:
-        """Wait (up to `seconds`) until Redis has every event written so far."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                while self.pending():
-                    await self._round_done.wait()
-
-
-def _already_written(error: Exception) -> bool:
-    # A resent XADD whose first attempt did reach Redis: exactly what explicit ids are for.
-    return isinstance(error, redis_errors.ResponseError) and "equal or smaller" in str(error)
+                self._forget(owned)
