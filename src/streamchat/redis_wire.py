@@ -1,6 +1,7 @@
 """What streamchat keeps in Redis, and how: keys, entry ids, live messages, scripts, clients.
 
-Per stream (the `{id}` hash tag keeps a stream's keys in one cluster slot):
+Per stream (the `{id}` hash tag keeps a stream's keys together; a writer round touches many
+streams, so one Redis primary is assumed, not Redis Cluster):
 
 - `<prefix>{id}:events` — a Redis Stream; event `i` is entry `i-1`, field `d` its payload,
   field `e` on the last one. Explicit ids make a retried write idempotent: Redis refuses an
