@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 
 from .fakeupstream import FakeUpstream
-from .redisserver import SHARED_URL, delete_prefix, wait_for_redis
+from .redisserver import SHARED_URL, RedisServer, delete_prefix, wait_for_redis
 from .servers import ServerProcess
 
 StartServer = Callable[..., Awaitable[ServerProcess]]
@@ -70,3 +70,12 @@ async def redis_prefix() -> AsyncIterator[str]:
     prefix = f"streamchat-test:{uuid.uuid4().hex[:12]}:"
     yield prefix
     await delete_prefix(SHARED_URL, prefix)
+
+
+@pytest_asyncio.fixture
+async def own_redis() -> AsyncIterator[RedisServer]:
+    """A Redis server of the test's own, which it may kill and restart."""
+    server = RedisServer()
+    await server.start()
+    yield server
+    server.close()

@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from .fakeupstream import FakeUpstream
+from .fakeupstream import FakeUpstream, Record, Script
 from .servers import ServerProcess
 from .sseclient import FrameReader, events
 
@@ -49,6 +49,16 @@ async def read_events(
         assert frame is not None, f"the stream ended after {got}"
         got.append(frame.event)
     return response, got
+
+
+async def start_chat(
+    http: aiohttp.ClientSession, url: str, upstream: FakeUpstream, script: Script, count: int
+) -> tuple[aiohttp.ClientResponse, list[dict[str, Any]], str, Record]:
+    """A chat on the node at `url` with the upstream playing `script`, `count` events read:
+    the open response, those events, the stream id, and the upstream's record of it."""
+    upstream.reset(script)
+    response, seen = await read_events(http, url, count)
+    return response, seen, str(seen[0]["stream_id"]), upstream.records[-1]
 
 
 async def resume(

@@ -10,7 +10,7 @@ import aiohttp
 import pytest_asyncio
 
 from .fakeupstream import FakeUpstream, Script
-from .nodes import assert_contiguous, node_env, read_events, resume, start_nodes, text
+from .nodes import assert_contiguous, node_env, read_events, resume, start_chat, start_nodes, text
 from .redisserver import SHARED_URL
 from .servers import ServerProcess
 from .sseclient import FrameReader, events
@@ -64,10 +64,9 @@ async def test_cancel_on_another_node_stops_the_generation_within_500_ms(
     http: aiohttp.ClientSession, make_pair: Callable[[str], Awaitable[Pair]], upstream: FakeUpstream
 ) -> None:
     a, b = await make_pair("5")
-    upstream.reset(Script(tokens=[f"w{i} " for i in range(100)], delay=0.1))
-    response, seen = await read_events(http, a.url, 2)
-    stream_id = seen[0]["stream_id"]
-    record = upstream.records[-1]
+    response, seen, stream_id, record = await start_chat(
+        http, a.url, upstream, Script(tokens=[f"w{i} " for i in range(100)], delay=0.1), 2
+    )
     asked = time.monotonic()
     async with http.post(f"{b.url}/api/chat/streams/{stream_id}/cancel") as cancel:
         assert cancel.status == 200
@@ -100,10 +99,9 @@ async def test_a_follower_on_another_node_keeps_the_generation_past_the_grace(
     http: aiohttp.ClientSession, make_pair: Callable[[str], Awaitable[Pair]], upstream: FakeUpstream
 ) -> None:
     a, b = await make_pair("0.5")
-    upstream.reset(Script(tokens=[f"w{i} " for i in range(25)], delay=0.1))
-    response, seen = await read_events(http, a.url, 1)
-    stream_id = seen[0]["stream_id"]
-    record = upstream.records[-1]
+    response, _seen, stream_id, record = await start_chat(
+        http, a.url, upstream, Script(tokens=[f"w{i} " for i in range(25)], delay=0.1), 1
+    )
     async with http.get(f"{b.url}/api/chat/streams/{stream_id}") as follower:
         reader = FrameReader(follower)
         first = await reader.next_event()
@@ -121,10 +119,9 @@ async def test_generation_stops_when_the_last_follower_anywhere_leaves(
     http: aiohttp.ClientSession, make_pair: Callable[[str], Awaitable[Pair]], upstream: FakeUpstream
 ) -> None:
     a, b = await make_pair("0.5")
-    upstream.reset(Script(tokens=[f"w{i} " for i in range(100)], delay=0.1))
-    response, seen = await read_events(http, a.url, 1)
-    stream_id = seen[0]["stream_id"]
-    record = upstream.records[-1]
+    response, _seen, stream_id, record = await start_chat(
+        http, a.url, upstream, Script(tokens=[f"w{i} " for i in range(100)], delay=0.1), 1
+    )
     follower = await http.get(f"{b.url}/api/chat/streams/{stream_id}")
     assert await FrameReader(follower).next_event() is not None
     response.close()

@@ -15,20 +15,12 @@ import pytest
 import pytest_asyncio
 
 from .fakeupstream import FakeUpstream, Script
-from .nodes import CHAT, assert_contiguous, node_env, read_events, resume, start_nodes, text
+from .nodes import CHAT, assert_contiguous, node_env, resume, start_chat, start_nodes, text
 from .redisserver import RedisServer
 from .servers import ServerProcess
 from .sseclient import FrameReader, events
 
 TOKENS = [f"w{i} " for i in range(40)]
-
-
-@pytest_asyncio.fixture
-async def own_redis() -> AsyncIterator[RedisServer]:
-    server = RedisServer()
-    await server.start()
-    yield server
-    server.close()
 
 
 Pair = tuple[ServerProcess, ServerProcess]
@@ -69,9 +61,9 @@ async def test_redis_restarted_mid_stream_the_stream_continues_on_both_nodes(
     upstream: FakeUpstream,
 ) -> None:
     a, b = await make_pair("5")
-    upstream.reset(Script(tokens=TOKENS, delay=0.05))
-    response, seen = await read_events(http, a.url, 5)
-    stream_id = seen[0]["stream_id"]
+    response, seen, stream_id, _record = await start_chat(
+        http, a.url, upstream, Script(tokens=TOKENS, delay=0.05), 5
+    )
     follower = await http.get(f"{b.url}/api/chat/streams/{stream_id}", params={"after": "4"})
     assert follower.status == 200
     await own_redis.restart(down_for=0.3)  # everything Redis held is gone
@@ -94,10 +86,9 @@ async def test_redis_gone_longer_than_the_budget_ends_streams_and_refuses_new_on
     upstream: FakeUpstream,
 ) -> None:
     a, b = await make_pair("1")
-    upstream.reset(Script(tokens=[f"w{i} " for i in range(200)], delay=0.05))
-    response, seen = await read_events(http, a.url, 3)
-    stream_id = seen[0]["stream_id"]
-    record = upstream.records[-1]
+    response, seen, stream_id, record = await start_chat(
+        http, a.url, upstream, Script(tokens=[f"w{i} " for i in range(200)], delay=0.05), 3
+    )
     follower = await http.get(f"{b.url}/api/chat/streams/{stream_id}", params={"after": "2"})
     assert follower.status == 200
     own_redis.kill()

@@ -50,14 +50,6 @@ async def hubs(redis_prefix: str) -> AsyncIterator[Hubs]:
 
 
 @pytest_asyncio.fixture
-async def own_redis() -> AsyncIterator[RedisServer]:
-    server = RedisServer()
-    await server.start()
-    yield server
-    server.close()
-
-
-@pytest_asyncio.fixture
 async def raw(own_redis: RedisServer) -> AsyncIterator[redis.Redis]:
     """A plain client of the test's own Redis, to look at it or to break things."""
     client = redis.Redis.from_url(own_redis.url)

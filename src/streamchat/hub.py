@@ -106,6 +106,35 @@ class StreamHub(Protocol):
         ...
 
 
+class Changes:
+    """Where a stream's followers wait for news, and what wakes them all."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        # Created by the first waiter and replaced after each wake-up, so that news with
+        # nobody waiting costs nothing.
+        self._event: asyncio.Event | None = None
+
+    def notify(self) -> None:
+        """Wake every waiting follower."""
+        if self._event is not None:
+            self._event.set()
+            self._event = None
+
+    async def wait(self, seconds: float) -> bool:
+        """Wait up to `seconds` for the next `notify`; False if none came."""
+        if self._event is None:
+            self._event = asyncio.Event()
+        event = self._event
+        try:
+            async with asyncio.timeout(seconds):
+                await event.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
 @dataclass(slots=True, eq=False)
 class LocalStream:
     """One stream's events in this process, and the followers here waiting on them."""
@@ -115,7 +144,7 @@ class LocalStream:
     size: int = 0
     done: bool = False
     followers: int = 0
-    changed: asyncio.Event | None = None
+    changes: Changes = field(default_factory=Changes)
 
     def add(self, payload: bytes, last: bool) -> None:
         """Append one event and wake the followers."""
@@ -123,15 +152,7 @@ class LocalStream:
         self.size += len(payload)
         if last:
             self.done = True
-        self.notify()
-
-    def notify(self) -> None:
-        """Wake the followers waiting for more."""
-        # The event is created lazily by a waiting follower and replaced after each wake-up,
-        # so an append with nobody waiting costs nothing.
-        if self.changed is not None:
-            self.changed.set()
-            self.changed = None
+        self.changes.notify()
 
 
 class LocalSubscription:
@@ -148,15 +169,12 @@ class LocalSubscription:
     async def next(self, idle_seconds: float) -> Batch | None:
         """The events after the cursor, waiting up to `idle_seconds`; None if none came."""
         stream = self._stream
-        if self._position >= len(stream.events) and not stream.done:
-            if stream.changed is None:
-                stream.changed = asyncio.Event()
-            changed = stream.changed
-            try:
-                async with asyncio.timeout(idle_seconds):
-                    await changed.wait()
-            except TimeoutError:
-                return None
+        if (
+            self._position >= len(stream.events)
+            and not stream.done
+            and not await stream.changes.wait(idle_seconds)
+        ):
+            return None
         first = self._position
         payloads = stream.events[first:]
         self._position = first + len(payloads)

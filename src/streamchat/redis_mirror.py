@@ -17,7 +17,7 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from .hub import Batch, HubUnavailable, StreamNotFound
+from .hub import Batch, Changes, HubUnavailable, StreamNotFound
 from .redis_wire import (
     DATA_FIELD,
     END_FIELD,
@@ -60,7 +60,7 @@ class Mirror:
         self._register = register
         self._follower_field = follower_field
         self._outage = outage_seconds
-        self._changed: asyncio.Event | None = None
+        self._changes = Changes()
         self._lock = asyncio.Lock()
         self._filler: asyncio.Task[None] | None = None
         self._again = False
@@ -73,15 +73,7 @@ class Mirror:
 
     async def changed(self, seconds: float) -> bool:
         """Wait up to `seconds` for news (events, end, loss); False if none came."""
-        if self._changed is None:
-            self._changed = asyncio.Event()
-        changed = self._changed
-        try:
-            async with asyncio.timeout(seconds):
-                await changed.wait()
-        except TimeoutError:
-            return False
-        return True
+        return await self._changes.wait(seconds)
 
     def on_live(self, message: bytes) -> None:
         """A batch from the live channel: apply it if it joins, else read Redis."""
@@ -136,7 +128,7 @@ class Mirror:
         if self.lost is None and not self.done:
             log.warning("stream %s: cannot follow it any more: %s", self.stream_id, reason)
             self.lost = reason
-            self._notify()
+            self._changes.notify()
 
     def close(self) -> None:
         """Stop background reads."""
@@ -187,13 +179,8 @@ class Mirror:
         if ended:
             self.done = True
         if fresh or ended:
-            self._notify()
+            self._changes.notify()
         return True
-
-    def _notify(self) -> None:
-        if self._changed is not None:
-            self._changed.set()
-            self._changed = None
 
 
 class RemoteSubscription:
