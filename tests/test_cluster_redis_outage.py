@@ -127,3 +127,26 @@ async def test_redis_gone_longer_than_the_budget_ends_streams_and_refuses_new_on
                     assert text(events(await FrameReader(again).all())) == "ok"
                     break
             await asyncio.sleep(0.2)
+
+
+async def test_a_node_started_while_redis_is_down_serves_once_it_is_up(
+    http: aiohttp.ClientSession,
+    make_pair: Callable[[str], Awaitable[Pair]],
+    own_redis: RedisServer,
+    upstream: FakeUpstream,
+) -> None:
+    own_redis.kill()
+    a, _ = await make_pair("1")  # starts, and is healthy: streams need Redis, /healthz not
+    upstream.reset(Script(tokens=["ok"]))
+    async with http.post(a.url + "/api/chat", json=CHAT) as refused:
+        assert refused.status == 503
+    await own_redis.start()
+    async with asyncio.timeout(10):
+        while True:
+            async with http.post(a.url + "/api/chat", json=CHAT) as response:
+                if response.status == 200:
+                    got = events(await FrameReader(response).all())
+                    break
+            await asyncio.sleep(0.2)
+    assert_contiguous(got)
+    assert text(got) == "ok"
