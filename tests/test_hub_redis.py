@@ -139,6 +139,22 @@ async def test_a_cancel_whose_message_was_missed_is_honoured_after_a_reconnect(
     await eventually(lambda: cancelled == ["s"])
 
 
+async def test_a_last_follower_leaving_unheard_is_noticed_after_a_reconnect(
+    hubs: Hubs, own_redis: RedisServer, raw: redis.Redis
+) -> None:
+    writer = await hubs.open(own_redis.url)
+    idle: list[str] = []
+    await writer.create("s", Hooks(on_idle=lambda: idle.append("s")))
+    meta = Keys(hubs.prefix).meta("s")
+    await raw.hset(meta, "f:elsewhere", "1")  # a follower on another node ...
+    await raw.client_kill_filter(_type="pubsub")
+    await asyncio.sleep(0.2)
+    assert idle == []  # ... keeps the stream followed
+    await raw.hdel(meta, "f:elsewhere")  # it left, and the notice was lost
+    await raw.client_kill_filter(_type="pubsub")
+    await eventually(lambda: idle == ["s"])
+
+
 async def test_live_events_missed_while_reconnecting_are_read_back(
     hubs: Hubs, own_redis: RedisServer, raw: redis.Redis
 ) -> None:

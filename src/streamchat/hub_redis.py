@@ -23,7 +23,16 @@ import uuid
 from .hub import Hooks, HubUnavailable, LocalSubscription, StreamNotFound, Subscription
 from .redis_listener import Listener
 from .redis_mirror import Mirror, RemoteSubscription
-from .redis_wire import CANCEL, FOLLOW, REDIS_ERRORS, REGISTER, Keys, connect, retrying
+from .redis_wire import (
+    CANCEL,
+    FOLLOW,
+    REDIS_ERRORS,
+    REGISTER,
+    Keys,
+    connect,
+    followers,
+    retrying,
+)
 from .redis_writer import Replicator
 
 log = logging.getLogger(__name__)
@@ -102,8 +111,7 @@ class RedisHub:
         except REDIS_ERRORS as exc:
             log.warning("stream %s: cannot count followers elsewhere: %s", stream_id, exc)
             return here
-        elsewhere = [int(v) for k, v in fields.items() if k.startswith(b"f:")]
-        return here + sum(elsewhere)
+        return here + followers(fields)
 
     async def request_cancel(self, stream_id: str) -> bool:
         """Have the writing node stop the generation; False if the stream has ended."""
@@ -111,7 +119,7 @@ class RedisHub:
         if owned is not None:
             if owned.local.done:
                 return False
-            owned.local.hooks.on_cancel()
+            owned.cancel()
             return True
         meta = self._keys.meta(stream_id)
         args = [self._keys.node_prefix, stream_id]
@@ -121,13 +129,20 @@ class RedisHub:
         return bool(state)
 
     async def start(self) -> None:
-        """Start copying, refreshing and listening."""
+        """Start copying, refreshing and listening; wait (briefly) to be listening.
+
+        A node that serves before it listens would miss the cancel requests and the notices
+        of followers leaving meant for it. Redis being down does not stop the start: the
+        listener goes on trying, and requests meanwhile wait for Redis like any other.
+        """
         self._tasks = [
             asyncio.create_task(self._writer.run(), name="redis-writer"),
             asyncio.create_task(self._writer.refresh_forever(), name="redis-refresh"),
             asyncio.create_task(self._listener.run(), name="redis-listener"),
             asyncio.create_task(self._listener.sync_forever(), name="redis-subscriptions"),
         ]
+        if not await self._listener.connected(min(5.0, self._outage)):
+            log.warning("redis not reachable yet: streams wait for it (up to %gs)", self._outage)
 
     async def close(self) -> None:
         """Give Redis the last events (briefly), then stop and disconnect."""
@@ -202,7 +217,7 @@ class RedisHub:
         if owned is None or owned.local.done:
             return
         if kind == b"cancel":
-            owned.local.hooks.on_cancel()
+            owned.cancel()
         elif kind == b"idle" and owned.local.followers == 0:
             owned.local.hooks.on_idle()
 

@@ -55,6 +55,7 @@ class Listener:
         self._pubsub: PubSub | None = None
         self._changed = asyncio.Event()
         self.down_since: float | None = time.monotonic()
+        self._up = asyncio.Event()
 
     async def watch(self, channel: str, handler: Handler) -> None:
         """Deliver `channel`'s messages to `handler` from the moment this returns.
@@ -78,6 +79,13 @@ class Listener:
             waiting = self._waiting.get(key, [])
             if confirmed in waiting:
                 waiting.remove(confirmed)
+
+    async def connected(self, seconds: float) -> bool:
+        """Wait up to `seconds` until the connection is up; whether it is."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._up.wait()
+        return self._up.is_set()
 
     def unwatch(self, channel: str, handler: Handler) -> None:
         """Stop delivering `channel` to `handler` (unless another handler took it over)."""
@@ -104,6 +112,7 @@ class Listener:
                 log.warning("redis pub/sub connection lost: %s", exc)
             finally:
                 self._pubsub = None
+                self._up.clear()
                 if self.down_since is None:
                     self.down_since = time.monotonic()
                 with contextlib.suppress(Exception):
@@ -162,6 +171,7 @@ class Listener:
             if channel == self._node_channel:
                 # Redis has taken the whole SUBSCRIBE: every channel of it is live now.
                 self.down_since = None
+                self._up.set()
                 self._on_connect()
             for confirmed in self._waiting.pop(channel, []):
                 if not confirmed.done():

@@ -185,6 +185,11 @@ return 1
 """
 
 
+def followers(meta: dict[bytes, bytes]) -> int:
+    """The followers on other nodes than the writing one, from a stream's meta hash."""
+    return sum(int(count) for name, count in meta.items() if name.startswith(b"f:"))
+
+
 def connect(url: str, *, max_connections: int, timeout: float) -> redis.Redis:
     """A client whose pool never opens more than `max_connections` connections.
 

@@ -27,7 +27,15 @@ from typing import Any
 import redis.asyncio as redis
 
 from .hub import Batch, Hooks, HubUnavailable, LocalStream
-from .redis_wire import FLUSH, REDIS_ERRORS, WRITE_ERRORS, Keys, backoff, encode_batch
+from .redis_wire import (
+    FLUSH,
+    REDIS_ERRORS,
+    WRITE_ERRORS,
+    Keys,
+    backoff,
+    encode_batch,
+    followers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +57,13 @@ class Owned:
     failing_since: float | None = None
     lost: bool = False
     ended_at: float | None = None
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        """Pass a cancel request on to the generation, once however many ways it arrives."""
+        if not self.cancelled and not self.local.done:
+            self.cancelled = True
+            self.local.hooks.on_cancel()
 
 
 @dataclass(slots=True)
@@ -136,7 +151,8 @@ class Replicator:
             attempt += 1
 
     async def refresh(self) -> None:
-        """Extend live streams' time to live; rewrite vanished ones; act on missed cancels."""
+        """Extend live streams' time to live, rewrite vanished ones, and act on what their
+        meta says in case its message was missed: a cancel, or no follower left anywhere."""
         streams = [owned for owned in self.owned.values() if owned.created.done()]
         if not streams:
             return
@@ -144,16 +160,19 @@ class Replicator:
             for owned in streams:
                 pipe.pexpire(self._keys.events(owned.stream_id), self._ttl_ms)
                 pipe.pexpire(self._keys.meta(owned.stream_id), self._ttl_ms)
-                pipe.hget(self._keys.meta(owned.stream_id), "cancel")
+                pipe.hgetall(self._keys.meta(owned.stream_id))
             results = await pipe.execute()
         for i, owned in enumerate(streams):
-            events_kept, meta_kept, cancel = results[3 * i : 3 * i + 3]
+            events_kept, meta_kept, meta = results[3 * i : 3 * i + 3]
             if not meta_kept or (owned.written and not events_kept):
                 log.warning("stream %s vanished from redis: writing it again", owned.stream_id)
                 owned.written = 0
                 self._mark(owned)
-            if cancel and not owned.local.done:
-                owned.local.hooks.on_cancel()
+                continue
+            if meta.get(b"cancel"):
+                owned.cancel()
+            if not owned.local.done and owned.local.followers == 0 and not followers(meta):
+                owned.local.hooks.on_idle()
 
     async def refresh_forever(self) -> None:
         """`refresh` a few times per time to live."""
