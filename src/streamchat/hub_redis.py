@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from typing import cast
 
 from .hub import Hooks, HubUnavailable, LocalSubscription, StreamNotFound, Subscription
 from .redis_listener import Listener
@@ -107,11 +108,11 @@ class RedisHub:
         owned = self._writer.owned.get(stream_id)
         here = owned.local.followers if owned is not None else 0
         try:
-            fields: dict[bytes, bytes] = await self._client.hgetall(self._keys.meta(stream_id))  # type: ignore[assignment]
+            meta = await self._client.hgetall(self._keys.meta(stream_id))
         except REDIS_ERRORS as exc:
             log.warning("stream %s: cannot count followers elsewhere: %s", stream_id, exc)
             return here
-        return here + followers(fields)
+        return here + followers(cast(dict[bytes, bytes], meta))
 
     async def request_cancel(self, stream_id: str) -> bool:
         """Have the writing node stop the generation; False if the stream has ended."""

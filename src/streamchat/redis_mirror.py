@@ -13,9 +13,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import cast
 
 import redis.asyncio as redis
+from redis.commands.core import AsyncScript
 
 from .hub import Batch, Changes, HubUnavailable, StreamNotFound
 from .redis_wire import (
@@ -43,7 +44,7 @@ class Mirror:
         stream_id: str,
         *,
         base: int,
-        register: Any,
+        register: AsyncScript,
         follower_field: str,
         outage_seconds: float,
     ) -> None:
@@ -96,7 +97,7 @@ class Mirror:
                     if self.registered:
                         pipe.exists(self._meta_key)
                     else:
-                        args = [self._follower_field, self.followers]
+                        args: list[str | int] = [self._follower_field, self.followers]
                         await self._register(keys=[self._meta_key], args=args, client=pipe)
                     entries, present = await pipe.execute()
                 self._note_presence(bool(present))
@@ -108,9 +109,10 @@ class Mirror:
         async with self._lock:
             if first >= self.base:
                 return
-            entries: list[tuple[bytes, dict[bytes, bytes]]] = await self._client.xrange(  # type: ignore[assignment]
+            found = await self._client.xrange(
                 self._events_key, entry_id(first), entry_id(self.base - 1)
             )
+            entries = cast(list[tuple[bytes, dict[bytes, bytes]]], found)
             if [entry_index(raw) for raw, _ in entries] != list(range(first, self.base)):
                 raise StreamNotFound(self.stream_id)
             self.events[:0] = [fields[DATA_FIELD] for _, fields in entries]
