@@ -27,7 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the HTTP server")
     serve.add_argument("--host", help="bind address (STREAMCHAT_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (STREAMCHAT_PORT, default 8000)")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the port (default 1); set STREAMCHAT_REDIS_URL so "
+        "that they share streams too",
+    )
 
     chat = commands.add_parser("chat", help="send a message and print the answer as it streams")
     chat.add_argument("message")
