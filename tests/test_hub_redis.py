@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import cast
 
 import pytest
 import pytest_asyncio
@@ -12,7 +13,7 @@ import redis.asyncio as redis
 
 from streamchat.hub import Batch, Hooks, HubUnavailable, StreamNotFound, Subscription
 from streamchat.hub_redis import RedisHub
-from streamchat.redis_wire import Keys, decode_batch, encode_batch
+from streamchat.redis_wire import FLUSH, Keys, decode_batch, encode_batch
 
 from .redisserver import SHARED_URL, RedisServer
 from .test_hub import eventually, flatten, read_all, read_count
@@ -88,6 +89,30 @@ async def test_events_appended_together_go_out_in_one_publish(hubs: Hubs) -> Non
     finally:
         await watcher.aclose()  # type: ignore[no-untyped-call]
         await client.aclose()
+
+
+async def test_a_round_sent_twice_writes_its_events_once(raw: redis.Redis) -> None:
+    # What the writer does when a round's reply is lost: it sends the round again.
+    flush = raw.register_script(FLUSH)
+    keys = Keys("twice:")
+    payloads = [b"a", b"b", b"c"]
+
+    async def send(first: int, flags: int, batch: list[bytes]) -> list[int]:
+        live = encode_batch(Batch(first, batch, flags & 1 == 1))
+        args: list[str | int | bytes] = ["node", 60_000, 1000, keys.live("s")]
+        args += [first, len(batch), flags, live, *batch]
+        result: list[int] = await flush(keys=[keys.events("s"), keys.meta("s")], args=args)
+        return result
+
+    assert await send(0, 2, payloads[:2]) == [1]
+    assert await send(0, 2, payloads[:2]) == [1]  # again: refused by id, reported written
+    assert await send(2, 1, payloads[2:]) == [1]
+    assert await send(2, 1, payloads[2:]) == [1]
+    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], await raw.xrange(keys.events("s")))
+    assert [(i, f[b"d"]) for i, f in entries] == [(b"0-1", b"a"), (b"1-1", b"b"), (b"2-1", b"c")]
+    assert await raw.hgetall(keys.meta("s")) == {b"owner": b"node", b"ended": b"1"}
+    await raw.delete(keys.events("s"))  # lost by Redis: the next round says so
+    assert await send(3, 0, [b"d"]) == [0]
 
 
 async def test_a_stream_lost_by_redis_is_written_again_and_followers_go_on(hubs: Hubs) -> None:
