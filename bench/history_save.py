@@ -23,7 +23,7 @@ import uvloop
 from sqlalchemy import event
 
 from streamchat.generation import Generation, NativeFormat, Recorder
-from streamchat.hub import MemoryHub
+from streamchat.hub import Hooks, MemoryHub
 from streamchat.providers.base import Finish, ProviderEvent, TextDelta
 from streamchat.recorder import AnswerRecorder
 from streamchat.store import Store, create_engine
@@ -59,7 +59,7 @@ async def one_answer(
     """Generate one answer; per-event latencies (s) and the whole generation's time (s)."""
     hub = MemoryHub(ttl_seconds=60, retain_bytes=1 << 30)
     stream_id = f"s{time.perf_counter_ns()}"
-    await hub.create(stream_id, on_idle=lambda: None)
+    await hub.create(stream_id, Hooks())
     source = Source(tokens, interval)
     recorder: Recorder | None = None
     if record:

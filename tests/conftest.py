@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from .dbs import scratch as scratch
 from .dbs import sqlite_settings
 from .fakeupstream import FakeUpstream
 from .localmodel import SMALL, local_settings
+from .redisserver import SHARED_URL, RedisServer, delete_prefix, wait_for_redis
 from .servers import ServerProcess
 from .webpage import CHROMIUM, LAUNCH_ARGS, WATCH_CSP
 
@@ -123,3 +125,21 @@ async def one_waiting(start_server: StartServer, model_dir: Path) -> ServerProce
     """The small local model, long answers, and room for one request waiting in its queue."""
     settings = local_settings(model_dir, local_max_tokens="400", local_max_queue="1")
     return await start_server(120, **settings)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def redis_prefix() -> AsyncIterator[str]:
+    """A key prefix of this test run's own on the shared Redis; its keys go at the end."""
+    await wait_for_redis(SHARED_URL, seconds=5)
+    prefix = f"streamchat-test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    await delete_prefix(SHARED_URL, prefix)
+
+
+@pytest_asyncio.fixture
+async def own_redis() -> AsyncIterator[RedisServer]:
+    """A Redis server of the test's own, which it may kill and restart."""
+    server = RedisServer()
+    await server.start()
+    yield server
+    server.close()

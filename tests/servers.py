@@ -24,9 +24,12 @@ def free_port() -> int:
 class ServerProcess:
     """One `streamchat serve` process; its log is kept in a file for assertions."""
 
-    def __init__(self, env: dict[str, str], startup_seconds: float = 30) -> None:
+    def __init__(
+        self, env: dict[str, str], startup_seconds: float = 30, args: tuple[str, ...] = ()
+    ) -> None:
         self.port = free_port()
         self.startup_seconds = startup_seconds
+        self.args = args  # after `streamchat serve`
         self.log_path = Path(tempfile.mkstemp(prefix="streamchat-", suffix=".log")[1])
         base = {k: v for k, v in os.environ.items() if not k.startswith("STREAMCHAT_")}
         self.env = {**base, "STREAMCHAT_PORT": str(self.port), **env}
@@ -42,7 +45,7 @@ class ServerProcess:
     def spawn(self) -> subprocess.Popen[bytes]:
         with self.log_path.open("wb") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", "streamchat", "serve"],
+                [sys.executable, "-m", "streamchat", "serve", *self.args],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

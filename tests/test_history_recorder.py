@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest_asyncio
 
 from streamchat.generation import Generation, NativeFormat, Outcome
-from streamchat.hub import MemoryHub
+from streamchat.hub import Hooks, MemoryHub
 from streamchat.providers.base import GenerateRequest, Usage
 from streamchat.providers.echo import EchoStream
 from streamchat.recorder import FINISH_WAIT_SECONDS, AnswerRecorder
@@ -104,7 +104,7 @@ async def test_a_cancel_during_the_final_save_still_ends_the_stream() -> None:
     recorder = SlowRecorder()
     request = GenerateRequest(messages=[], model="echo")
     fmt = NativeFormat(uid=1, conversation_id="c", message_id="m", model="echo")
-    await hub.create("s", on_idle=lambda: None)
+    await hub.create("s", Hooks())
     generation = Generation(hub, "s", EchoStream(request, 0), fmt, recorder)
     generation.task = asyncio.create_task(generation.run(0))
     await asyncio.wait_for(recorder.finishing.wait(), 2)

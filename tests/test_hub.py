@@ -1,77 +1,228 @@
-"""The in-process stream hub: replay, live follow, idle followers, retention."""
+"""The stream hub's contract, run against every implementation.
+
+`memory`: the in-process hub. `redis-local`: the Redis hub, followed on the node that writes
+(the usual case: the response that started the stream). `redis-remote`: two Redis hubs
+sharing one Redis, one writing and one following, as two nodes behind a load balancer.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import pytest
+import pytest_asyncio
 
-from streamchat.hub import MemoryHub, StreamNotFound
+from streamchat.hub import Batch, Hooks, MemoryHub, StreamHub, StreamNotFound, Subscription
+from streamchat.hub_redis import RedisHub
+
+from .redisserver import SHARED_URL
 
 
-def hub(ttl: float = 60, retain: int = 1 << 20) -> MemoryHub:
+@dataclass
+class Nodes:
+    """Where a test writes its streams, and where it follows them."""
+
+    writer: StreamHub
+    reader: StreamHub
+
+    @property
+    def same_node(self) -> bool:
+        return self.writer is self.reader
+
+
+MakeNodes = Callable[..., Awaitable[Nodes]]
+
+
+def redis_hub(
+    prefix: str, *, ttl: float = 60, outage: float = 5, url: str = SHARED_URL
+) -> RedisHub:
+    return RedisHub(
+        url,
+        key_prefix=prefix,
+        ttl_seconds=ttl,
+        outage_seconds=outage,
+        max_connections=4,
+        max_events=100_000,
+    )
+
+
+@pytest_asyncio.fixture(params=["memory", "redis-local", "redis-remote"])
+async def make_nodes(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIterator[MakeNodes]:
+    hubs: list[StreamHub] = []
+
+    async def make(ttl: float = 60) -> Nodes:
+        prefix = f"{redis_prefix}{uuid.uuid4().hex[:8]}:"
+        writer: StreamHub
+        if request.param == "memory":
+            writer = MemoryHub(ttl_seconds=ttl, retain_bytes=1 << 20)
+        else:
+            writer = redis_hub(prefix, ttl=ttl)
+        reader = redis_hub(prefix, ttl=ttl) if request.param == "redis-remote" else writer
+        for hub in {id(writer): writer, id(reader): reader}.values():
+            await hub.start()
+            hubs.append(hub)
+        return Nodes(writer, reader)
+
+    yield make
+    for hub in hubs:
+        await hub.close()
+
+
+async def read_all(sub: Subscription, seconds: float = 5, idle: float = 1) -> list[Batch]:
+    """Every batch up to the end of the stream."""
+    batches: list[Batch] = []
+    async with asyncio.timeout(seconds):
+        while not batches or not batches[-1].ended:
+            batch = await sub.next(idle)
+            if batch is not None and (batch.payloads or batch.ended):
+                batches.append(batch)
+    return batches
+
+
+async def read_count(sub: Subscription, count: int, seconds: float = 5) -> list[Batch]:
+    """Batches until `count` events have come."""
+    batches: list[Batch] = []
+    async with asyncio.timeout(seconds):
+        while sum(len(b.payloads) for b in batches) < count:
+            batch = await sub.next(1)
+            if batch is not None and batch.payloads:
+                batches.append(batch)
+    return batches
+
+
+def flatten(batches: list[Batch]) -> list[tuple[int, bytes]]:
+    """(index, payload) pairs, checking that batches join without gaps or overlaps."""
+    pairs: list[tuple[int, bytes]] = []
+    for batch in batches:
+        if pairs:
+            assert batch.first_index == pairs[-1][0] + 1
+        pairs.extend((batch.first_index + i, p) for i, p in enumerate(batch.payloads))
+    return pairs
+
+
+async def eventually(check: Callable[[], bool], seconds: float = 3) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_replay_after_n_then_end(make_nodes: MakeNodes) -> None:
+    nodes = await make_nodes()
+    await nodes.writer.create("s", Hooks())
+    for payload in (b"0", b"1", b"2"):
+        await nodes.writer.append("s", payload)
+    await nodes.writer.append("s", b"3", last=True)
+    sub = await nodes.reader.subscribe("s", after=1)
+    assert flatten(await read_all(sub)) == [(2, b"2"), (3, b"3")]
+
+
+async def test_follow_live_and_ping_timeout(make_nodes: MakeNodes) -> None:
+    nodes = await make_nodes()
+    await nodes.writer.create("s", Hooks())
+    sub = await nodes.reader.subscribe("s", after=-1)
+    assert await sub.next(0.05) is None  # silence: the response sends a ping
+    waiter = asyncio.create_task(read_count(sub, 2))
+    await asyncio.sleep(0.01)
+    await nodes.writer.append("s", b"a")
+    await nodes.writer.append("s", b"b")
+    batches = await waiter
+    assert flatten(batches) == [(0, b"a"), (1, b"b")]
+    assert not batches[-1].ended
+    if nodes.same_node:
+        assert len(batches) == 1  # events ready together come as one batch
+
+
+async def test_many_events_arrive_in_order_without_gaps(make_nodes: MakeNodes) -> None:
+    nodes = await make_nodes()
+    await nodes.writer.create("s", Hooks())
+    early = await nodes.reader.subscribe("s", after=-1)
+    payloads = [b"e%d" % i for i in range(500)]
+    for i, payload in enumerate(payloads):
+        await nodes.writer.append("s", payload, last=i == len(payloads) - 1)
+        if i % 50 == 0:
+            await asyncio.sleep(0.002)  # in several rounds, some events together
+    late = await nodes.reader.subscribe("s", after=199)
+    assert flatten(await read_all(early)) == list(enumerate(payloads))
+    assert flatten(await read_all(late)) == list(enumerate(payloads))[200:]
+
+
+async def test_last_follower_leaving_an_unfinished_stream_calls_on_idle(
+    make_nodes: MakeNodes,
+) -> None:
+    nodes = await make_nodes()
+    idle: list[str] = []
+    await nodes.writer.create("s", Hooks(on_idle=lambda: idle.append("s")))
+    first, second = await nodes.reader.subscribe("s", -1), await nodes.reader.subscribe("s", -1)
+    assert await nodes.writer.followers("s") == 2
+    await first.close()
+    await asyncio.sleep(0.1)
+    assert idle == []
+    assert await nodes.writer.followers("s") == 1
+    await second.close()
+    await second.close()  # closing twice counts once
+    await eventually(lambda: idle == ["s"])
+    assert await nodes.writer.followers("s") == 0
+
+
+async def test_finished_stream_does_not_call_on_idle(make_nodes: MakeNodes) -> None:
+    nodes = await make_nodes()
+    idle: list[str] = []
+    await nodes.writer.create("s", Hooks(on_idle=lambda: idle.append("s")))
+    sub = await nodes.reader.subscribe("s", -1)
+    await nodes.writer.append("s", b"end", last=True)
+    await read_all(sub)
+    await sub.close()
+    await asyncio.sleep(0.1)
+    assert idle == []
+
+
+async def test_unknown_stream(make_nodes: MakeNodes) -> None:
+    nodes = await make_nodes()
+    with pytest.raises(StreamNotFound):
+        await nodes.reader.subscribe("nope", -1)
+    with pytest.raises(StreamNotFound):
+        await nodes.reader.request_cancel("nope")
+    assert await nodes.reader.followers("nope") == 0
+
+
+async def test_cancel_reaches_the_writing_node_until_the_stream_ends(
+    make_nodes: MakeNodes,
+) -> None:
+    nodes = await make_nodes()
+    cancelled: list[str] = []
+    await nodes.writer.create("s", Hooks(on_cancel=lambda: cancelled.append("s")))
+    await nodes.writer.append("s", b"a")
+    assert await nodes.reader.request_cancel("s") is True
+    await eventually(lambda: cancelled == ["s"])
+    await nodes.writer.append("s", b"end", last=True)
+    await read_all(await nodes.reader.subscribe("s", -1))  # the end has been shared
+    assert await nodes.reader.request_cancel("s") is False
+    assert cancelled == ["s"]
+
+
+async def test_finished_streams_expire_after_ttl(make_nodes: MakeNodes) -> None:
+    nodes = await make_nodes(ttl=0.3)
+    await nodes.writer.create("s", Hooks())
+    await asyncio.sleep(0.5)  # a live stream does not expire, however long it runs
+    await nodes.writer.append("s", b"x", last=True)
+    await read_all(await nodes.reader.subscribe("s", -1))
+    await asyncio.sleep(0.7)
+    with pytest.raises(StreamNotFound):
+        await nodes.reader.subscribe("s", -1)
+
+
+def memory_hub(ttl: float = 60, retain: int = 1 << 20) -> MemoryHub:
     return MemoryHub(ttl_seconds=ttl, retain_bytes=retain)
 
 
-async def test_replay_after_n_then_end() -> None:
-    h = hub()
-    await h.create("s", on_idle=lambda: None)
-    for payload in (b"0", b"1", b"2"):
-        await h.append("s", payload)
-    await h.append("s", b"3", last=True)
-    sub = await h.subscribe("s", after=1)
-    batch = await sub.next(1)
-    assert batch is not None
-    assert (batch.first_index, batch.payloads, batch.ended) == (2, [b"2", b"3"], True)
-
-
-async def test_follow_live_and_ping_timeout() -> None:
-    h = hub()
-    await h.create("s", on_idle=lambda: None)
-    sub = await h.subscribe("s", after=-1)
-    assert await sub.next(0.05) is None  # silence: the response sends a ping
-    waiter = asyncio.create_task(sub.next(5))
-    await asyncio.sleep(0)
-    await h.append("s", b"a")
-    await h.append("s", b"b")  # coalesced with "a" into one batch
-    batch = await waiter
-    assert batch is not None
-    assert batch.payloads == [b"a", b"b"]
-    assert not batch.ended
-
-
-async def test_last_follower_leaving_an_unfinished_stream_calls_on_idle() -> None:
-    h = hub()
-    idle: list[str] = []
-    await h.create("s", on_idle=lambda: idle.append("s"))
-    first, second = await h.subscribe("s", -1), await h.subscribe("s", -1)
-    assert await h.followers("s") == 2
-    await first.close()
-    assert idle == []
-    await second.close()
-    await second.close()  # closing twice counts once
-    assert idle == ["s"]
-    assert await h.followers("s") == 0
-
-
-async def test_finished_stream_does_not_call_on_idle() -> None:
-    h = hub()
-    idle: list[str] = []
-    await h.create("s", on_idle=lambda: idle.append("s"))
-    sub = await h.subscribe("s", -1)
-    await h.append("s", b"end", last=True)
-    await sub.close()
-    assert idle == []
-
-
-async def test_unknown_stream() -> None:
-    with pytest.raises(StreamNotFound):
-        await hub().subscribe("nope", -1)
-
-
-async def test_finished_streams_expire_after_ttl() -> None:
-    h = hub(ttl=0.05)
-    await h.create("s", on_idle=lambda: None)
+async def test_memory_sweep_forgets_expired_streams() -> None:
+    h = memory_hub(ttl=0.05)
+    await h.create("s", Hooks())
     await h.append("s", b"x", last=True)
     h.sweep()
     await h.subscribe("s", -1)
@@ -81,10 +232,10 @@ async def test_finished_streams_expire_after_ttl() -> None:
         await h.subscribe("s", -1)
 
 
-async def test_retention_budget_evicts_oldest_finished_streams_only() -> None:
-    h = hub(retain=10)
+async def test_memory_retention_budget_evicts_oldest_finished_streams_only() -> None:
+    h = memory_hub(retain=10)
     for name in ("a", "b", "live"):
-        await h.create(name, on_idle=lambda: None)
+        await h.create(name, Hooks())
     await h.append("live", b"x" * 100)  # live streams are never evicted
     await h.append("a", b"123456", last=True)
     await h.append("b", b"123456", last=True)  # 12 bytes finished > 10: "a" goes
@@ -92,16 +243,3 @@ async def test_retention_budget_evicts_oldest_finished_streams_only() -> None:
         await h.subscribe("a", -1)
     await h.subscribe("b", -1)
     await h.subscribe("live", -1)
-
-
-async def test_sweeper_task_runs_in_background() -> None:
-    h = hub(ttl=0.05)
-    await h.start()
-    try:
-        await h.create("s", on_idle=lambda: None)
-        await h.append("s", b"x", last=True)
-        await asyncio.sleep(0.2)
-        with pytest.raises(StreamNotFound):
-            await h.subscribe("s", -1)
-    finally:
-        await h.close()

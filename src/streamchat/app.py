@@ -17,7 +17,8 @@ from . import __version__, handlers, routetable
 from .chat import ChatService
 from .config import Settings
 from .history import History
-from .hub import MemoryHub
+from .hub import MemoryHub, StreamHub
+from .hub_redis import RedisHub
 from .logs import TraceMiddleware
 from .openai_protocol import ChatCompletionChunk
 from .providers import build_provider
@@ -32,9 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for `settings` (from the environment when not given)."""
     settings = settings or Settings()
     provider = build_provider(settings)
-    hub = MemoryHub(
-        ttl_seconds=settings.stream_ttl_seconds, retain_bytes=settings.stream_retain_bytes
-    )
+    hub = build_hub(settings)
     store = Store(
         create_engine(
             settings.database_url,
@@ -88,6 +87,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def build_hub(settings: Settings) -> StreamHub:
+    """The Redis hub when `REDIS_URL` is set (several nodes), else the in-process one."""
+    if settings.redis_url:
+        return RedisHub(
+            settings.redis_url,
+            key_prefix=settings.redis_key_prefix,
+            ttl_seconds=settings.stream_ttl_seconds,
+            outage_seconds=settings.redis_outage_seconds,
+            max_connections=settings.redis_max_connections,
+            max_events=settings.redis_stream_max_events,
+        )
+    return MemoryHub(
+        ttl_seconds=settings.stream_ttl_seconds, retain_bytes=settings.stream_retain_bytes
+    )
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's spec plus the stream event and chunk models, which no JSON response references."""
     if app.openapi_schema is None:
@@ -114,6 +129,7 @@ def _log_start(app: FastAPI, settings: Settings) -> None:
     base = f"http://{settings.host}:{settings.port}"
     log.info("provider %s, model %s", settings.provider, settings.model_name)
     log.info("chat page is serving at address: %s/", base)
+    log.info("streams: %s", "redis (shared by every node)" if settings.redis_url else "in process")
     log.info("swagger ui is serving at address: %s/swagger/", base)
     log.info("openapi specification is serving at address: %s/api.json", base)
     table = routetable.rows(app.routes, f":{settings.port}", TraceMiddleware.__name__)

@@ -15,7 +15,7 @@ from .config import Settings
 from .errors import AppError
 from .generation import Generation, NativeFormat, Recorder, StreamFormat
 from .history import History
-from .hub import StreamHub, StreamNotFound, Subscription
+from .hub import Hooks, HubUnavailable, StreamHub, StreamNotFound, Subscription
 from .limits import StreamSlots
 from .providers.base import (
     GenerateRequest,
@@ -115,11 +115,19 @@ class ChatService:
     ) -> Subscription:
         upstream = await self._open(request)
         stream_id = stream_id or uuid.uuid4().hex
-        await self._hub.create(stream_id, on_idle=lambda: self._on_idle(stream_id))
         opening = fmt.opening(stream_id)
-        for payload in opening:
-            await self._hub.append(stream_id, payload)
-        subscription = await self._hub.subscribe(stream_id, after=-1)
+        try:
+            await self._hub.create(stream_id, self._hooks(stream_id))
+            for payload in opening:
+                await self._hub.append(stream_id, payload)
+            subscription = await self._hub.subscribe(stream_id, after=-1)
+        except BaseException as exc:
+            # Nothing will iterate the accepted upstream: release it now (a local model's
+            # queue place, an HTTP connection).
+            await upstream.aclose()
+            if isinstance(exc, HubUnavailable):
+                raise _unavailable() from None
+            raise
         self._launch(Generation(self._hub, stream_id, upstream, fmt, recorder), len(opening))
         return subscription
 
@@ -128,16 +136,18 @@ class ChatService:
         try:
             return await self._hub.subscribe(stream_id, after)
         except StreamNotFound:
-            raise AppError(404, Code.NOT_FOUND, "stream_not_found", stream_id=stream_id) from None
+            raise _not_found(stream_id) from None
+        except HubUnavailable:
+            raise _unavailable() from None
 
     async def cancel(self, stream_id: str) -> bool:
-        """Stop a running generation; False if it had already ended."""
-        generation = self._generations.get(stream_id)
-        if generation is not None:
-            generation.stop("cancelled")
-            return True
-        await self.follow(stream_id, 0)  # 404 for unknown streams
-        return False
+        """Stop a generation, on whichever node runs it; False if it had already ended."""
+        try:
+            return await self._hub.request_cancel(stream_id)
+        except StreamNotFound:
+            raise _not_found(stream_id) from None
+        except HubUnavailable:
+            raise _unavailable() from None
 
     async def close(self) -> None:
         """Interrupt every running generation and wait for their final events."""
@@ -178,12 +188,25 @@ class ChatService:
         generation.task.add_done_callback(lambda _: self._generations.pop(stream_id, None))
         generation.task.add_done_callback(self._slots.give_back)
 
+    def _hooks(self, stream_id: str) -> Hooks:
+        return Hooks(
+            on_idle=lambda: self._on_idle(stream_id),
+            on_cancel=lambda: self._stop(stream_id, "cancelled"),
+            on_lost=lambda: self._stop(stream_id, "lost"),
+        )
+
+    def _stop(self, stream_id: str, reason: str) -> None:
+        generation = self._generations.get(stream_id)
+        if generation is not None:
+            generation.stop(reason)
+
     def _on_idle(self, stream_id: str) -> None:
-        """The last follower left: keep generating for the grace period, then give up."""
-        grace = self._settings.detach_grace_seconds
-        if grace <= 0:
-            self._abandon_if_idle(stream_id, 0)
-            return
+        """The last follower left: keep generating for the grace period, then give up.
+
+        Followers are counted again when it expires (even with grace 0): on a shared hub a
+        follower on another node, or one that came back meanwhile, keeps the answer going.
+        """
+        grace = max(self._settings.detach_grace_seconds, 0)
         asyncio.get_running_loop().call_later(grace, self._check_followers, stream_id)
 
     def _check_followers(self, stream_id: str) -> None:
@@ -192,11 +215,14 @@ class ChatService:
         task.add_done_callback(self._background.discard)
 
     async def _abandon_if_unfollowed(self, stream_id: str) -> None:
-        if stream_id in self._generations:
-            self._abandon_if_idle(stream_id, await self._hub.followers(stream_id))
-
-    def _abandon_if_idle(self, stream_id: str, followers: int) -> None:
-        generation = self._generations.get(stream_id)
-        if generation is not None and followers == 0:
+        if stream_id in self._generations and await self._hub.followers(stream_id) == 0:
             log.info("stream %s: no follower left, interrupting the generation", stream_id)
-            generation.stop("interrupted")
+            self._stop(stream_id, "interrupted")
+
+
+def _not_found(stream_id: str) -> AppError:
+    return AppError(404, Code.NOT_FOUND, "stream_not_found", stream_id=stream_id)
+
+
+def _unavailable() -> AppError:
+    return AppError(503, Code.SERVER_BUSY, "stream_unavailable")

@@ -8,6 +8,7 @@ import contextlib
 import os
 import resource
 import sys
+from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
@@ -17,6 +18,9 @@ from .logs import configure_logging
 from .model_files import LocalModelError
 from .providers.local import prepare
 from .sse import SSEDecoder
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 # Connections waiting to be accepted. uvicorn's default, 2048, overflowed when 5000 clients
 # arrived within two seconds (every overflow a reset connection); the kernel caps the value
@@ -32,7 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the HTTP server")
     serve.add_argument("--host", help="bind address (STREAMCHAT_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (STREAMCHAT_PORT, default 8000)")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the port (default 1); set STREAMCHAT_REDIS_URL so "
+        "that they share streams too",
+    )
 
     chat = commands.add_parser("chat", help="send a message and print the answer as it streams")
     chat.add_argument("message")
@@ -68,11 +78,16 @@ def _serve(host: str | None, port: int | None, workers: int) -> int:
     configure_logging(settings.log_level)
     if settings.provider == "local" and not _prepare_local_model(settings):
         return 2
-    if workers > 1 and settings.provider != "openai":
-        print("note: each worker runs its own provider and in-process stream hub", file=sys.stderr)
+    if workers > 1 and not settings.redis_url:
+        print(
+            f"warning: {workers} workers without STREAMCHAT_REDIS_URL: each worker keeps its "
+            "own streams, so resuming or cancelling a stream works only on the worker that "
+            "started it (others answer 404); set STREAMCHAT_REDIS_URL to share streams",
+            file=sys.stderr,
+        )
     _raise_open_file_limit()
     uvicorn.run(
-        "streamchat.app:create_app",
+        "streamchat.cli:worker_app",
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -126,6 +141,19 @@ def _raise_open_file_limit() -> None:
     if soft < hard:
         with contextlib.suppress(ValueError, OSError):  # some systems cap below the hard limit
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def worker_app() -> FastAPI:
+    """The app of one server process, with logging set up there too.
+
+    With `--workers N` uvicorn starts fresh processes that import this factory: logging
+    configured in the parent does not reach them.
+    """
+    from .app import create_app
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
 
 
 async def _chat(args: argparse.Namespace) -> int:

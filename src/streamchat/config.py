@@ -95,6 +95,23 @@ class Settings(BaseSettings):
         1.0, gt=0, description="A growing answer is saved at least this often…"
     )
     history_save_tokens: int = Field(64, ge=1, description="…or after this many tokens, if sooner.")
+    redis_url: str = Field(
+        "", description="Share streams between nodes through this Redis; unset: in-process hub."
+    )
+    redis_key_prefix: str = Field(
+        "streamchat:", description="Prefix of every Redis key and channel (one per deployment)."
+    )
+    redis_outage_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="How long streams wait for an unreachable Redis before ending with an error.",
+    )
+    redis_max_connections: int = Field(
+        16, ge=2, description="Redis connections per process for commands (plus one pub/sub)."
+    )
+    redis_stream_max_events: int = Field(
+        100_000, ge=1, description="Events kept per stream in Redis; older ones are trimmed."
+    )
 
     @property
     def model_name(self) -> str:

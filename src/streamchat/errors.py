@@ -46,6 +46,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "conversation {conversation_id} not found",
     ),
     "cursor_invalid": ("分页游标无效", "invalid pagination cursor"),
+    "stream_unavailable": (
+        "流服务(Redis)暂不可用,请稍后再试",
+        "the stream store (Redis) is unavailable, retry later",
+    ),
 }
 
 

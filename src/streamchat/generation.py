@@ -130,6 +130,8 @@ class Generation:
             _uncancel()
             if self.stop_reason == "cancelled":
                 outcome.finish_reason = "cancelled"
+            elif self.stop_reason == "lost":
+                outcome.error = ("stream_unavailable", "the stream store (Redis) is out of reach")
             else:
                 outcome.error = ("interrupted", "the answer was interrupted: nobody was listening")
         except ProviderError as exc:

@@ -1,9 +1,12 @@
 """The stream hub: each stream's events, kept for replay, and the followers that wait on them.
 
 A stream is written by exactly one generation task and read by any number of followers
-(the response that started it, resumed responses). Indices are positions: the first event
-appended is index 0, and there are no gaps. Finished streams stay replayable for a bounded
-time and within a bounded memory budget.
+(the response that started it, resumed responses), on any node when the hub is shared.
+Indices are positions: the first event appended is index 0, and there are no gaps. Finished
+streams stay replayable for a bounded time and within a bounded memory budget.
+
+This module holds the contract (`StreamHub`, `Subscription`) and the in-process
+`MemoryHub`; `hub_redis.py` implements the same contract on Redis for several nodes.
 """
 
 from __future__ import annotations
@@ -20,6 +23,30 @@ class StreamNotFound(Exception):
     """No such stream: never created, or expired."""
 
 
+class HubUnavailable(Exception):
+    """The shared hub (Redis) stayed out of reach for longer than allowed."""
+
+
+def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """What the hub calls back on the node that writes a stream.
+
+    On a shared hub these are called on the writing node even when the cause is on another
+    one: a follower leaving there, a cancel request there.
+    """
+
+    on_idle: Callable[[], None] = _nothing
+    """The last follower left before the end (anywhere: check `followers()` before acting)."""
+    on_cancel: Callable[[], None] = _nothing
+    """Someone asked to stop the generation."""
+    on_lost: Callable[[], None] = _nothing
+    """The hub could not share the stream for too long: end it with an error."""
+
+
 @dataclass(slots=True)
 class Batch:
     """Events ready for one write: `payloads[i]` has index `first_index + i`."""
@@ -33,7 +60,10 @@ class Subscription(Protocol):
     """A follower's cursor into one stream."""
 
     async def next(self, idle_seconds: float) -> Batch | None:
-        """The events after the cursor, waiting up to `idle_seconds`; None if none came."""
+        """The events after the cursor, waiting up to `idle_seconds`; None if none came.
+
+        Raises `HubUnavailable` when the stream can no longer be followed from here.
+        """
         ...
 
     async def close(self) -> None:
@@ -44,20 +74,27 @@ class Subscription(Protocol):
 class StreamHub(Protocol):
     """Where generations write events and responses follow them."""
 
-    async def create(self, stream_id: str, on_idle: Callable[[], None]) -> None:
-        """Create an empty stream. `on_idle` runs when its last follower leaves early."""
+    async def create(self, stream_id: str, hooks: Hooks) -> None:
+        """Create an empty stream written from this node. Raises `HubUnavailable`."""
         ...
 
     async def append(self, stream_id: str, payload: bytes, *, last: bool = False) -> None:
-        """Append the next event; `last` ends the stream."""
+        """Append the next event; `last` ends the stream. Never waits for a shared store."""
         ...
 
     async def subscribe(self, stream_id: str, after: int) -> Subscription:
-        """Follow events with index > `after`. Raises `StreamNotFound`."""
+        """Follow events with index > `after`. Raises `StreamNotFound`, `HubUnavailable`."""
         ...
 
     async def followers(self, stream_id: str) -> int:
-        """How many followers the stream has now (0 for unknown streams)."""
+        """How many followers the stream has now, on every node (0 for unknown streams)."""
+        ...
+
+    async def request_cancel(self, stream_id: str) -> bool:
+        """Have the writing node's `on_cancel` called; False if the stream has ended.
+
+        Raises `StreamNotFound`, `HubUnavailable`.
+        """
         ...
 
     async def start(self) -> None:
@@ -69,56 +106,89 @@ class StreamHub(Protocol):
         ...
 
 
+class Changes:
+    """Where a stream's followers wait for news, and what wakes them all."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        # Created by the first waiter and replaced after each wake-up, so that news with
+        # nobody waiting costs nothing.
+        self._event: asyncio.Event | None = None
+
+    def notify(self) -> None:
+        """Wake every waiting follower."""
+        if self._event is not None:
+            self._event.set()
+            self._event = None
+
+    async def wait(self, seconds: float) -> bool:
+        """Wait up to `seconds` for the next `notify`; False if none came."""
+        if self._event is None:
+            self._event = asyncio.Event()
+        event = self._event
+        try:
+            async with asyncio.timeout(seconds):
+                await event.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
 @dataclass(slots=True, eq=False)
-class _Stream:
-    on_idle: Callable[[], None]
+class LocalStream:
+    """One stream's events in this process, and the followers here waiting on them."""
+
+    hooks: Hooks
     events: list[bytes] = field(default_factory=list)
     size: int = 0
     done: bool = False
     followers: int = 0
-    changed: asyncio.Event | None = None
+    changes: Changes = field(default_factory=Changes)
 
-    def notify(self) -> None:
-        # The event is created lazily by a waiting follower and replaced after each wake-up,
-        # so an append with nobody waiting costs nothing.
-        if self.changed is not None:
-            self.changed.set()
-            self.changed = None
+    def add(self, payload: bytes, last: bool) -> None:
+        """Append one event and wake the followers."""
+        self.events.append(payload)
+        self.size += len(payload)
+        if last:
+            self.done = True
+        self.changes.notify()
 
 
-class _MemorySubscription:
+class LocalSubscription:
+    """A follower of a `LocalStream`: every event ready at a wake-up comes as one batch."""
+
     __slots__ = ("_closed", "_position", "_stream")
 
-    def __init__(self, stream: _Stream, after: int) -> None:
+    def __init__(self, stream: LocalStream, after: int) -> None:
         self._stream = stream
         self._position = max(after + 1, 0)
         self._closed = False
         stream.followers += 1
 
     async def next(self, idle_seconds: float) -> Batch | None:
+        """The events after the cursor, waiting up to `idle_seconds`; None if none came."""
         stream = self._stream
-        if self._position >= len(stream.events) and not stream.done:
-            if stream.changed is None:
-                stream.changed = asyncio.Event()
-            changed = stream.changed
-            try:
-                async with asyncio.timeout(idle_seconds):
-                    await changed.wait()
-            except TimeoutError:
-                return None
+        if (
+            self._position >= len(stream.events)
+            and not stream.done
+            and not await stream.changes.wait(idle_seconds)
+        ):
+            return None
         first = self._position
         payloads = stream.events[first:]
         self._position = first + len(payloads)
         return Batch(first, payloads, stream.done and self._position >= len(stream.events))
 
     async def close(self) -> None:
+        """Stop following; the last follower leaving an unfinished stream makes it idle."""
         if self._closed:
             return
         self._closed = True
         stream = self._stream
         stream.followers -= 1
         if stream.followers == 0 and not stream.done:
-            stream.on_idle()
+            stream.hooks.on_idle()
 
 
 class MemoryHub:
@@ -127,43 +197,56 @@ class MemoryHub:
     def __init__(self, *, ttl_seconds: float, retain_bytes: int) -> None:
         self._ttl = ttl_seconds
         self._retain_bytes = retain_bytes
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, LocalStream] = {}
         # Finished streams, oldest first, with their expiry time.
         self._finished: OrderedDict[str, float] = OrderedDict()
         self._finished_bytes = 0
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def create(self, stream_id: str, on_idle: Callable[[], None]) -> None:
-        self._streams[stream_id] = _Stream(on_idle)
+    async def create(self, stream_id: str, hooks: Hooks) -> None:
+        """Create an empty stream."""
+        self._streams[stream_id] = LocalStream(hooks)
 
     async def append(self, stream_id: str, payload: bytes, *, last: bool = False) -> None:
+        """Append the next event; `last` ends the stream."""
         stream = self._streams[stream_id]
-        stream.events.append(payload)
-        stream.size += len(payload)
+        stream.add(payload, last)
         if last:
-            stream.done = True
             self._retire(stream_id, stream)
-        stream.notify()
 
     async def subscribe(self, stream_id: str, after: int) -> Subscription:
+        """Follow events with index > `after`. Raises `StreamNotFound`."""
         stream = self._streams.get(stream_id)
         if stream is None:
             raise StreamNotFound(stream_id)
-        return _MemorySubscription(stream, after)
+        return LocalSubscription(stream, after)
 
     async def followers(self, stream_id: str) -> int:
+        """How many followers the stream has now (0 for unknown streams)."""
         stream = self._streams.get(stream_id)
         return 0 if stream is None else stream.followers
 
+    async def request_cancel(self, stream_id: str) -> bool:
+        """Call the stream's `on_cancel`; False if it has ended. Raises `StreamNotFound`."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise StreamNotFound(stream_id)
+        if stream.done:
+            return False
+        stream.hooks.on_cancel()
+        return True
+
     async def start(self) -> None:
+        """Begin sweeping expired streams."""
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="hub-sweeper")
 
     async def close(self) -> None:
+        """Stop sweeping."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
 
-    def _retire(self, stream_id: str, stream: _Stream) -> None:
+    def _retire(self, stream_id: str, stream: LocalStream) -> None:
         self._finished[stream_id] = time.monotonic() + self._ttl
         self._finished_bytes += stream.size
         while self._finished_bytes > self._retain_bytes and self._finished:
