@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,8 +19,13 @@ CHAT = {"uid": 7, "message": "tell me a story"}
 def node_env(
     upstream: FakeUpstream, redis_url: str, prefix: str, **settings: str
 ) -> dict[str, str]:
-    """The environment of one node: the fake upstream, the shared Redis, fast pings."""
+    """The environment of one node: the fake upstream, the shared Redis, fast pings.
+
+    Nodes started with the same environment share one database (a fresh SQLite file).
+    """
+    database = Path(tempfile.mkdtemp(prefix="streamchat-nodes-")) / "chat.db"
     env = {
+        "STREAMCHAT_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
         "STREAMCHAT_PROVIDER": "openai",
         "STREAMCHAT_OPENAI_BASE_URL": upstream.base_url,
         "STREAMCHAT_REDIS_URL": redis_url,

@@ -54,6 +54,18 @@ async def read_rest(response: aiohttp.ClientResponse) -> list[dict[str, Any]]:
     return events(await FrameReader(response).all())
 
 
+async def stored_answer(
+    http: aiohttp.ClientSession, url: str, start: dict[str, Any]
+) -> dict[str, Any]:
+    """The assistant message of the chat that began with `start`, as the database has it."""
+    path = f"{url}/api/conversations/{start['conversation_id']}/messages"
+    async with http.get(path, params={"uid": str(start["uid"])}) as response:
+        assert response.status == 200
+        items = (await response.json())["data"]["items"]
+    answer: dict[str, Any] = next(m for m in items if m["id"] == start["message_id"])
+    return answer
+
+
 async def test_redis_restarted_mid_stream_the_stream_continues_on_both_nodes(
     http: aiohttp.ClientSession,
     make_pair: Callable[[str], Awaitable[Pair]],
@@ -77,6 +89,10 @@ async def test_redis_restarted_mid_stream_the_stream_continues_on_both_nodes(
     follower.close()
     # A wrote the whole stream again from its own copy: a late resume on B replays it all.
     assert await resume(http, b.url, stream_id, after=-1) == seen + on_a
+    # And the answer is in the database, whole.
+    answer = await stored_answer(http, b.url, seen[0])
+    assert answer["status"] == "complete"
+    assert answer["content"] == "".join(TOKENS)
 
 
 async def test_redis_gone_longer_than_the_budget_ends_streams_and_refuses_new_ones(
@@ -106,6 +122,11 @@ async def test_redis_gone_longer_than_the_budget_ends_streams_and_refuses_new_on
         with pytest.raises(aiohttp.ClientPayloadError):
             await read_rest(follower)
         follower.close()
+    # The answer is still in the database, with what was generated before the end.
+    answer = await stored_answer(http, b.url, seen[0])
+    assert answer["status"] == "error"
+    assert answer["content"] == text(got)
+    assert answer["content"]
     # Meanwhile requests that need Redis are refused, after the budget, with a 503.
     async with asyncio.timeout(10):
         async with http.post(a.url + "/api/chat", json=CHAT) as refused:
