@@ -11,7 +11,7 @@ import aiohttp
 
 from .fakeupstream import FakeUpstream, Record, Script
 from .servers import ServerProcess
-from .sseclient import FrameReader, events
+from .sseclient import FrameReader, events, take_events
 
 CHAT = {"uid": 7, "message": "tell me a story"}
 
@@ -50,11 +50,7 @@ async def read_events(
     response = await http.post(url + "/api/chat", json=CHAT, **kwargs)
     assert response.status == 200, await response.text()
     reader = FrameReader(response)
-    got: list[dict[str, Any]] = []
-    while len(got) < count:
-        frame = await reader.next_event()
-        assert frame is not None, f"the stream ended after {got}"
-        got.append(frame.event)
+    got = await take_events(reader, count)
     return response, got
 
 

@@ -69,5 +69,15 @@ class FrameReader:
         return frames
 
 
+async def take_events(reader: FrameReader, count: int) -> list[dict[str, Any]]:
+    """The next `count` events (pings skipped); fails if the stream ends before."""
+    got: list[dict[str, Any]] = []
+    while len(got) < count:
+        frame = await reader.next_event()
+        assert frame is not None, f"the stream ended after {got}"
+        got.append(frame.event)
+    return got
+
+
 def events(frames: list[Frame]) -> list[dict[str, Any]]:
     return [f.event for f in frames if not f.is_ping]

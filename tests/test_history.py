@@ -18,7 +18,7 @@ from .conftest import StartServer
 from .dbs import Databases, DatabaseSettings
 from .fakeupstream import FakeUpstream, Script
 from .servers import ServerProcess
-from .sseclient import FrameReader, events
+from .sseclient import FrameReader, events, take_events
 from .tcpproxy import TcpProxy
 
 SLOW = Script(tokens=[f"w{i} " for i in range(40)], delay=0.1)
@@ -92,11 +92,7 @@ async def open_chat(
     response = await http.post(server.url + "/api/chat", json={"uid": uid, "message": "go on"})
     assert response.status == 200
     reader = FrameReader(response)
-    got: list[dict[str, Any]] = []
-    while len(got) < deltas + 1:
-        frame = await reader.next_event()
-        assert frame is not None
-        got.append(frame.event)
+    got = await take_events(reader, deltas + 1)
     return response, reader, got
 
 

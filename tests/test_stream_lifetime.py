@@ -10,7 +10,7 @@ import aiohttp
 from .conftest import StartServer
 from .fakeupstream import FakeUpstream, Script
 from .servers import ServerProcess
-from .sseclient import FrameReader, events
+from .sseclient import FrameReader, events, take_events
 
 CHAT = {"uid": 7, "message": "tell me a story"}
 SLOW = Script(tokens=[f"w{i} " for i in range(40)], delay=0.1)
@@ -23,11 +23,7 @@ async def open_stream(
     response = await http.post(server.url + "/api/chat", json=CHAT)
     assert response.status == 200
     reader = FrameReader(response)
-    got: list[dict[str, Any]] = []
-    while len(got) < deltas + 1:
-        frame = await reader.next_event()
-        assert frame is not None
-        got.append(frame.event)
+    got = await take_events(reader, deltas + 1)
     return response, got
 
 
