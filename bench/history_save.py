@@ -67,7 +67,7 @@ async def one_answer(
             uid=1, conversation_id=None, title="bench", message="bench", model="m"
         )
         assert turn is not None
-        recorder = AnswerRecorder(store, turn.answer_id, seconds=1.0, tokens=64)
+        recorder = AnswerRecorder(store, turn.answer_id, tokens=64)
     fmt = NativeFormat(uid=1, conversation_id="c", message_id="m", model="m")
     generation = Generation(hub, stream_id, source, fmt, recorder)
     subscription = await hub.subscribe(stream_id, -1)
@@ -117,6 +117,13 @@ async def main(url: str, schema: str) -> None:
         n = writes[0] - before
         rate = "max" if interval == 0 else f"{1 / interval:.0f}"
         print(f"{tokens:>7} {rate:>7} {n:>7} {n / tokens:>13.4f}")
+
+    print("\ngroup commit: answers of 200 tokens at once, transactions (rounds) per answer:")
+    for concurrent in (1, 64, 512):
+        before = store.write_rounds
+        await asyncio.gather(*(one_answer(store, 200, 0, record=True) for _ in range(concurrent)))
+        rounds = store.write_rounds - before
+        print(f"  {concurrent:>4} at once: {rounds / concurrent:.3f} rounds per answer")
 
     print("\nhot path, 20,000 tokens as fast as they come (5 runs each, median):")
     plain = [(await one_answer(store, 20_000, 0, record=False))[1] for _ in range(5)]

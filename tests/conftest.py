@@ -19,6 +19,7 @@ from .dbs import databases as databases
 from .dbs import db_kind as db_kind
 from .dbs import scratch as scratch
 from .dbs import sqlite_settings
+from .dbs import store as store
 from .fakeupstream import FakeUpstream
 from .localmodel import SMALL, local_settings
 from .redisserver import SHARED_URL, RedisServer, delete_prefix, wait_for_redis

@@ -19,6 +19,8 @@ import pytest_asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from streamchat.store import Store, create_engine
+
 POSTGRES_URL = os.environ.get(
     "STREAMCHAT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
@@ -123,3 +125,20 @@ def db_kind(request: pytest.FixtureRequest) -> str:
 async def database(db_kind: str, databases: Databases) -> DatabaseSettings:
     """Settings for a new, empty database of each kind."""
     return await databases.new(db_kind)
+
+
+def open_store(settings: DatabaseSettings, *, progress_seconds: float = 0.2) -> Store:
+    """A store on the database of `settings` (not started), saving progress every 0.2 s."""
+    engine = create_engine(
+        settings["database_url"], schema=settings.get("database_schema", ""), timeout=5
+    )
+    return Store(engine, progress_seconds=progress_seconds)
+
+
+@pytest_asyncio.fixture
+async def store(database: DatabaseSettings) -> AsyncIterator[Store]:
+    """A started store on a new database of each kind."""
+    opened = open_store(database)
+    await opened.start(run_migrations=True)
+    yield opened
+    await opened.close()

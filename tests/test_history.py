@@ -242,10 +242,11 @@ async def test_the_answer_is_saved_while_it_streams(
     conversation, stream_id = got[0]["conversation_id"], got[0]["stream_id"]
     await asyncio.sleep(0.3)
     answer = (await stored(http, server, conversation, 30))[-1]
-    # 64 tokens make a save at once; the other 6 wait for the timer (2 s here).
+    # 64 tokens make a save at once, long before the timer (2 s here); it writes the text
+    # there is when it is written, which may hold some of the 6 tokens after.
     assert answer["status"] == "streaming"
     assert answer["stream_id"] == stream_id
-    assert answer["content"] == "".join(tokens[:64])
+    assert answer["content"].startswith("".join(tokens[:64]))
     await asyncio.sleep(2.2)
     answer = (await stored(http, server, conversation, 30))[-1]
     assert answer["content"] == "".join(tokens[:70])

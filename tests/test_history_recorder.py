@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-
-import pytest_asyncio
 
 from streamchat.generation import Generation, NativeFormat, Outcome
 from streamchat.hub import Hooks, MemoryHub
@@ -15,20 +12,8 @@ from streamchat.providers.echo import EchoStream
 from streamchat.recorder import FINISH_WAIT_SECONDS, AnswerRecorder
 from streamchat.store import NewTurn, Store, create_engine
 
-from .dbs import UNREACHABLE, DatabaseSettings
+from .dbs import UNREACHABLE
 from .servers import free_port
-
-
-@pytest_asyncio.fixture
-async def store(database: DatabaseSettings) -> AsyncIterator[Store]:
-    opened = Store(
-        create_engine(
-            database["database_url"], schema=database.get("database_schema", ""), timeout=5
-        )
-    )
-    await opened.start(run_migrations=True)
-    yield opened
-    await opened.close()
 
 
 async def new_turn(store: Store) -> NewTurn:
@@ -45,20 +30,21 @@ async def saved(store: Store, turn: NewTurn) -> tuple[str, str]:
 
 async def test_a_thousand_tokens_make_at_most_one_write_per_64(store: Store) -> None:
     turn = await new_turn(store)
-    recorder = AnswerRecorder(store, turn.answer_id, seconds=60, tokens=64)
+    recorder = AnswerRecorder(store, turn.answer_id, tokens=64)
     text: list[str] = []
     for i in range(1000):
         text.append(f"{i} ")
         recorder.grew(text)
         await asyncio.sleep(0)  # the provider's socket read, where writes get to run
-    assert 1 <= recorder.writes <= 1000 // 64
     await recorder.finish(Outcome(text=text, usage=Usage(3, 1000)))
+    # Counted when written; timed saves (every 0.2 s) could add some, not in a loop this fast.
+    assert 1 <= recorder.writes <= 1000 // 64
     assert await saved(store, turn) == ("".join(text), "complete")
 
 
 async def test_a_few_tokens_are_saved_after_the_interval(store: Store) -> None:
     turn = await new_turn(store)
-    recorder = AnswerRecorder(store, turn.answer_id, seconds=0.2, tokens=64)
+    recorder = AnswerRecorder(store, turn.answer_id, tokens=64)
     text = ["a", "b", "c"]
     for i in range(3):
         recorder.grew(text[: i + 1])
@@ -70,8 +56,10 @@ async def test_a_few_tokens_are_saved_after_the_interval(store: Store) -> None:
 
 @UNREACHABLE
 async def test_a_failing_database_never_holds_up_the_answer(unreachable_url: str) -> None:
-    store = Store(create_engine(unreachable_url.format(port=free_port()), timeout=1))
-    recorder = AnswerRecorder(store, "0" * 32, seconds=0.05, tokens=2)
+    store = Store(
+        create_engine(unreachable_url.format(port=free_port()), timeout=1), progress_seconds=0.05
+    )
+    recorder = AnswerRecorder(store, "0" * 32, tokens=2)
     text: list[str] = []
     started = time.monotonic()
     for i in range(100):

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-import pytest_asyncio
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
@@ -17,24 +14,8 @@ from streamchat.schemas import Usage
 from streamchat.store import Store, StoreUnavailable, create_engine, migrate
 from streamchat.store.tables import metadata
 
-from .dbs import UNREACHABLE, DatabaseSettings
+from .dbs import UNREACHABLE, DatabaseSettings, open_store
 from .servers import free_port
-
-
-def open_store(settings: DatabaseSettings) -> Store:
-    return Store(
-        create_engine(
-            settings["database_url"], schema=settings.get("database_schema", ""), timeout=5
-        )
-    )
-
-
-@pytest_asyncio.fixture
-async def store(database: DatabaseSettings) -> AsyncIterator[Store]:
-    opened = open_store(database)
-    await opened.start(run_migrations=True)
-    yield opened
-    await opened.close()
 
 
 def history(store: Store, **settings: int) -> History:

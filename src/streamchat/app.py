@@ -39,7 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.database_url,
             schema=settings.database_schema,
             timeout=settings.database_timeout_seconds,
-        )
+        ),
+        progress_seconds=settings.history_save_seconds,
     )
     history = History(store, settings)
     service = ChatService(settings, provider, hub, history)

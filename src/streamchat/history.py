@@ -62,7 +62,6 @@ class History:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self._max_chars = settings.history_max_chars
-        self._save_seconds = settings.history_save_seconds
         self._save_tokens = settings.history_save_tokens
 
     async def begin(
@@ -91,9 +90,7 @@ class History:
 
     def recorder(self, turn: Turn) -> AnswerRecorder:
         """What saves this turn's answer as it is generated."""
-        return AnswerRecorder(
-            self.store, turn.ids.answer_id, seconds=self._save_seconds, tokens=self._save_tokens
-        )
+        return AnswerRecorder(self.store, turn.ids.answer_id, tokens=self._save_tokens)
 
     async def conversations(self, uid: int, cursor: str | None, limit: int) -> ConversationPage:
         """A page of `uid`'s conversations, most recently active first."""

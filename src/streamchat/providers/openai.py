@@ -101,6 +101,7 @@ class OpenAIStream:
         self._url = url
         self._clock = asyncio.get_running_loop().time
         self.last_read = self._clock()  # for the provider's silence check
+        self._finished = False  # [DONE] came: the connection may be reused
         self._streams = streams
         streams.add(self)
 
@@ -119,6 +120,7 @@ class OpenAIStream:
                 self.last_read = clock()
                 for message in decoder.feed(chunk):
                     if message.data == b"[DONE]":
+                        self._finished = True
                         return
                     for event in _chunk_events(orjson.loads(message.data)):
                         yield event
@@ -131,9 +133,17 @@ class OpenAIStream:
         raise UpstreamBadResponse(f"{self._url} closed the stream before it finished")
 
     async def aclose(self) -> None:
-        """Close the upstream connection now (not released for reuse: the body is unread)."""
+        """Give the connection back for reuse if the answer was read to its end, else close it.
+
+        aiohttp keeps a released connection only if the body was read to its end; the end
+        of a chunked body usually comes with `[DONE]`, so most connections are reused and
+        the next request skips the connect.
+        """
         self._streams.discard(self)
-        self._response.close()
+        if self._finished:
+            self._response.release()
+        else:
+            self._response.close()
 
 
 class OpenAIProvider:

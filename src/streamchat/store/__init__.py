@@ -1,7 +1,8 @@
 """The conversation store: conversations and their messages, in SQLite or PostgreSQL.
 
-SQLAlchemy Core (not the ORM): the service reads rows into the contract's models and the
-hot path only issues a few prepared UPDATEs, so there are no objects to track.
+SQLAlchemy Core (not the ORM): the service reads rows into the contract's models, and the
+chat path's writes are grouped, many answers per transaction (writes.py), so there are no
+objects to track.
 """
 
 from .conversations import NewTurn, Store

@@ -1,4 +1,8 @@
-"""The conversation store: every query the service makes, each in one short transaction."""
+"""The conversation store: every query the service makes.
+
+Reads and the history endpoints' writes run in their own short transactions; the chat path's
+writes (a turn, progress, an end) are queued to the group writer (writes.py).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,16 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Row, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..schemas import ConversationOut, MessageOut, MessageStatus, Usage
 from .engine import guarded, migrate, writer
 from .tables import conversations, messages
+from .writes import GroupWriter, Progress, TurnWrite, now
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +34,6 @@ class NewTurn:
     stream_id: str
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _new_id() -> str:
     return uuid.uuid4().hex
 
@@ -40,10 +41,15 @@ def _new_id() -> str:
 class Store:
     """Conversations and messages. Every method raises `StoreUnavailable` on database failure."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, progress_seconds: float = 1.0) -> None:
         self.engine = engine
         self._writer = writer(engine)
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._writes = GroupWriter(self._writer, progress_seconds=progress_seconds)
+
+    @property
+    def write_rounds(self) -> int:
+        """Transactions the group writer has tried so far (for the measurements)."""
+        return self._writes.rounds
 
     async def start(self, *, run_migrations: bool) -> None:
         """Migrate if asked, then mark the answers a killed process left `streaming`."""
@@ -57,15 +63,9 @@ class Store:
             )
 
     async def close(self, wait_seconds: float = 5.0) -> None:
-        """Let the writes in flight finish (up to `wait_seconds`), then close the pool."""
-        if self._in_flight:
-            await asyncio.wait(self._in_flight, timeout=wait_seconds)
+        """Write what is queued (waiting up to `wait_seconds`), then close the pool."""
+        await self._writes.close(wait_seconds)
         await self.engine.dispose()
-
-    def track(self, task: asyncio.Task[None]) -> None:
-        """Keep a background write alive until it is done; `close` waits for it."""
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
 
     async def ping(self) -> bool:
         """Whether the database answers now."""
@@ -103,64 +103,56 @@ class Store:
     ) -> NewTurn | None:
         """Commit the user's message and an empty `streaming` answer, in a new conversation
         (with `title`) or in `conversation_id`; None if that is not `uid`'s."""
-        now, c = _now(), conversations.c
+        at = now()
         turn = NewTurn(conversation_id or _new_id(), _new_id(), _new_id(), _new_id())
-        async with guarded(), self._writer.begin() as connection:
-            if conversation_id is None:
-                await connection.execute(
-                    insert(conversations).values(
-                        id=turn.conversation_id,
-                        uid=uid,
-                        title=title,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-            else:
-                touched = await connection.execute(
-                    update(conversations)
-                    .where(c.id == conversation_id, c.uid == uid)
-                    .values(updated_at=now)
-                )
-                if touched.rowcount != 1:
-                    return None
-            # One executemany: every row must name the same columns.
-            common = {"conversation_id": turn.conversation_id, "created_at": now, "updated_at": now}
-            question = {
-                "id": turn.user_message_id,
-                "role": "user",
-                "content": message,
-                "status": "complete",
-                "model": None,
-                "stream_id": None,
-            }
-            answer = {
-                "id": turn.answer_id,
-                "role": "assistant",
-                "content": "",
-                "status": "streaming",
-                "model": model,
-                "stream_id": turn.stream_id,
-            }
-            await connection.execute(insert(messages), [question | common, answer | common])
-        return turn
+        new = touch = None
+        if conversation_id is None:
+            new = {"id": turn.conversation_id, "uid": uid, "title": title}
+            new |= {"created_at": at, "updated_at": at}
+        else:
+            touch = {"b_id": conversation_id, "b_uid": uid}
+        # One executemany for every turn of a round: every row names the same columns.
+        common = {"conversation_id": turn.conversation_id, "created_at": at, "updated_at": at}
+        question = {
+            "id": turn.user_message_id,
+            "role": "user",
+            "content": message,
+            "status": "complete",
+            "model": None,
+            "stream_id": None,
+        }
+        answer = {
+            "id": turn.answer_id,
+            "role": "assistant",
+            "content": "",
+            "status": "streaming",
+            "model": model,
+            "stream_id": turn.stream_id,
+        }
+        done = asyncio.get_running_loop().create_future()
+        written = await self._writes.turn(
+            TurnWrite(new, touch, [question | common, answer | common], done)
+        )
+        return turn if written else None
+
+    def save_progress_soon(self, answer: Progress) -> None:
+        """Save a growing answer's text within the progress interval (not awaited)."""
+        self._writes.progress_soon(answer)
+
+    def save_progress_now(self, answer: Progress) -> None:
+        """Save a growing answer's text in the next round (not awaited)."""
+        self._writes.progress_now(answer.message_id, answer)
 
     async def save_progress(self, message_id: str, content: str) -> None:
-        """Save a growing answer's text, unless it has already been finished.
+        """Save a growing answer's text, unless it has already been finished; wait for it.
 
         An `interrupted` answer being saved is alive: another process sharing the database
         started and took it for one a crash left behind. It is `streaming` again.
         """
-        m = messages.c
-        statement = (
-            update(messages)
-            .where(m.id == message_id, m.status.in_(("streaming", "interrupted")))
-            .values(content=content, status="streaming", error=None, updated_at=_now())
-        )
-        async with guarded(), self._writer.begin() as connection:
-            await connection.execute(statement)
+        self._writes.progress_now(message_id, content)
+        await self._writes.flush()
 
-    async def finish(
+    def finish(
         self,
         message_id: str,
         *,
@@ -168,18 +160,20 @@ class Store:
         content: str | None = None,
         usage: Usage | None = None,
         error: str | None = None,
-    ) -> None:
-        """Record how an answer ended, with its final text (None keeps the saved text)."""
-        values: dict[str, Any] = {"status": status, "error": error, "updated_at": _now()}
-        if content is not None:
-            values["content"] = content
-        if usage is not None:
-            values["prompt_tokens"] = usage.prompt_tokens
-            values["completion_tokens"] = usage.completion_tokens
-        async with guarded(), self._writer.begin() as connection:
-            await connection.execute(
-                update(messages).where(messages.c.id == message_id).values(**values)
-            )
+    ) -> asyncio.Future[bool]:
+        """Record how an answer ended, with its final text (None keeps the saved text).
+
+        Queued for the next round; the future is done once it is written, or fails with
+        `StoreUnavailable`. Await it to wait.
+        """
+        values: dict[str, Any] = {
+            "b_status": status,
+            "b_error": error,
+            "b_content": content,
+            "b_prompt": usage.prompt_tokens if usage is not None else None,
+            "b_completion": usage.completion_tokens if usage is not None else None,
+        }
+        return self._writes.finish(message_id, values)
 
     async def interrupt_leftovers(self) -> int:
         """Mark every answer still `streaming` as `interrupted`, keeping its saved text."""

@@ -77,6 +77,10 @@ def _sqlite_engine(url: URL, timeout: float) -> AsyncEngine:
         cursor = dbapi_connection.cursor()
         # WAL: readers never block the writer nor each other.
         cursor.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL syncs at checkpoints, not at every commit: a commit survives the
+        # process dying; only a power cut or OS crash may lose the last ones (never corrupt).
+        # FULL cost 1.5 ms of fsync per commit here, on the path to every first token.
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
