@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .procs import BENCH, BenchError, build_tools, raise_fd_limit
 from .report import Check, Runs, checks, render
-from .scenarios import Config, Scenario, measure, scenarios
+from .scenarios import Config, Scenario, measure, measure_embedded, scenarios
 
 
 def main() -> int:
@@ -36,7 +36,10 @@ def main() -> int:
     try:
         for scenario in scenarios(cfg):
             runs: Runs = {}
-            for target in scenario.targets:
+            if scenario.key == "embedded":
+                print("bench: embedded model, direct and through HTTP …", file=sys.stderr)
+                runs.update(measure_embedded(cfg))
+            for target in scenario.targets if scenario.key != "embedded" else ():
                 print(f"bench: {scenario.key} / {target.label} …", file=sys.stderr, flush=True)
                 runs[target.key] = measure(cfg, scenario, target)
             results[scenario.key] = runs

@@ -215,12 +215,31 @@ def _workers(r: _Rows) -> None:
     r.at_most("gateway CPU µs/token", _cpu_per_token, "µs", None, gateways_only=True)
 
 
+def _embedded(r: _Rows) -> None:
+    if r.direct is None:
+        r.rows.append(Check("embedded", "skipped", {}, "llama-cpp-python not installed", "", None))
+        return
+    rate = "median_tokens_per_s"
+    r.add(
+        "tokens/s (median)",
+        lambda x: value(x, rate),
+        lambda x: f"{x:.1f}",
+        derive=r.ratio_to_direct(rate),
+        result=lambda x: f"{x:.3f}× direct",
+        target="≥ 0.95×",
+        ok=lambda x: x >= 0.95,
+    )
+    r.add("first token ms (median)", lambda x: value(x, "median_first_token_ms"), ms)
+    r.add("tokens per answer (median)", lambda x: value(x, "median_tokens"), lambda x: f"{x:.0f}")
+
+
 _SCENARIO_ROWS: dict[str, Callable[[_Rows], None]] = {
     "burst": _burst,
     "single": _single,
     "many": _many,
     "overload": _overload,
     "workers": _workers,
+    "embedded": _embedded,
 }
 
 
@@ -228,6 +247,8 @@ def checks(scenario: Scenario, runs: Runs) -> list[Check]:
     """The rows of one scenario: its own, then errors, CPU and how busy the machine was."""
     r = _Rows(scenario, runs)
     _SCENARIO_ROWS[scenario.key](r)
+    if scenario.key == "embedded":  # not a load generator run: no errors, CPU or cores
+        return r.rows
     r.none("errors", "errors.total")
     r.add("server CPU %", lambda x: value(x, "server.cpu_pct"), lambda x: f"{x:.0f}%")
     cores = {t: _cores(run) for t, run in runs.items() if run is not None}

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import embedded
 from .procs import Server, Upstream, post_stream, run_loadgen
 
 
@@ -34,6 +35,8 @@ NATIVE = Target("api", "/api/chat", "/api/chat", "native", workers=1)
 OPENAI = Target("openai", "/v1/chat/completions", "/v1/chat/completions", "openai", workers=1)
 ONE_WORKER = Target("workers1", "/api/chat, 1 worker", "/api/chat", "native", workers=1)
 TWO_WORKERS = Target("workers2", "/api/chat, --workers 2", "/api/chat", "native", workers=2)
+LLAMA_DIRECT = Target("direct", "llama-cpp-python in-process", "", "")
+EMBEDDED = Target("embedded", "/api/chat, embedded model", "/api/chat", "native", workers=1)
 
 
 @dataclass(frozen=True)
@@ -72,11 +75,13 @@ class Config:
     only: tuple[str, ...] = ()
     server_cpus: str = "0"
     client_cpus: str = "1"
+    embedded_runs: int = 3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
         """Read BENCH_DURATION, BENCH_RAMP, BENCH_TOKENS, BENCH_DELAY_MS, BENCH_C_BURST,
-        BENCH_C_MANY, BENCH_C_OVERLOAD, BENCH_SCENARIOS, BENCH_SERVER_CPUS, BENCH_CLIENT_CPUS."""
+        BENCH_C_MANY, BENCH_C_OVERLOAD, BENCH_SCENARIOS, BENCH_SERVER_CPUS, BENCH_CLIENT_CPUS,
+        BENCH_EMBEDDED_RUNS."""
         d = cls()
         two_cores = (os.cpu_count() or 1) >= 2
         return cls(
@@ -90,6 +95,7 @@ class Config:
             only=tuple(s.strip() for s in env.get("BENCH_SCENARIOS", "").split(",") if s.strip()),
             server_cpus=env.get("BENCH_SERVER_CPUS", d.server_cpus if two_cores else ""),
             client_cpus=env.get("BENCH_CLIENT_CPUS", d.client_cpus if two_cores else ""),
+            embedded_runs=int(_env_number(env, "BENCH_EMBEDDED_RUNS", d.embedded_runs)),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -136,9 +142,14 @@ def scenarios(cfg: Config) -> list[Scenario]:
             (ONE_WORKER, TWO_WORKERS),
             server_cpus=both_cores,
         ),
-        # The embedded model (issue 3, providers/local.py) goes here once it lands: a scenario
-        # whose targets are the model called in-process with llama-cpp-python and streamchat
-        # with STREAMCHAT_PROVIDER=local, compared as tokens/s (target: >= 0.95x).
+        Scenario(
+            "embedded",
+            f"the embedded model, {cfg.embedded_runs} answers each, greedy, "
+            f"{embedded.MAX_TOKENS} tokens at most (bench/embedded.py)",
+            1,
+            0,
+            (LLAMA_DIRECT, EMBEDDED),
+        ),
     ]
     if not cfg.only:
         return every
@@ -154,6 +165,14 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def measure_embedded(cfg: Config) -> dict[str, dict[str, Any] | None]:
+    """Both targets of the `embedded` scenario, measured side by side; None if not installed."""
+    if not embedded.available():
+        return {LLAMA_DIRECT.key: None, EMBEDDED.key: None}
+    result = embedded.measure(cfg.server_cpus, cfg.embedded_runs)
+    return {LLAMA_DIRECT.key: result["direct"], EMBEDDED.key: result["http"]}
 
 
 def measure(cfg: Config, scenario: Scenario, target: Target) -> dict[str, Any] | None:

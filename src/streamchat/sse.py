@@ -42,38 +42,45 @@ class SSEDecoder:
     """Incremental `text/event-stream` decoder: feed bytes as they arrive, get whole events.
 
     Lines may end with LF or CRLF; comments are skipped. (A lone CR as a line end, allowed by
-    the spec but sent by no server we talk to, is not supported.)
+    the spec but sent by no server we talk to, is not supported.) An event that is one
+    `data: ` line, as upstream chunks are, is cut out without looking at it line by line.
     """
 
-    __slots__ = ("_buffer", "_data", "_event", "_id")
+    __slots__ = ("_buffer", "_id")
 
     def __init__(self) -> None:
-        self._buffer = b""
-        self._data: list[bytes] = []
-        self._event: str | None = None
+        self._buffer = b""  # the start of an event whose blank line has not come yet
         self._id: str | None = None
 
     def feed(self, chunk: bytes) -> list[SSEMessage]:
         """Consume a chunk; return the events it completed."""
-        lines = (self._buffer + chunk).split(b"\n")
-        self._buffer = lines.pop()
+        buffer = self._buffer + chunk if self._buffer else chunk
+        if b"\r" in buffer:
+            buffer = buffer.replace(b"\r\n", b"\n")
+        blocks = buffer.split(b"\n\n")
+        self._buffer = blocks.pop()
         messages: list[SSEMessage] = []
-        for raw in lines:
-            line = raw[:-1] if raw.endswith(b"\r") else raw
-            if not line:
-                if self._data:
-                    messages.append(SSEMessage(b"\n".join(self._data), self._event, self._id))
-                self._data, self._event = [], None
-                continue
-            if line.startswith(b":"):
+        for block in blocks:
+            if block.startswith(b"data: ") and b"\n" not in block:
+                messages.append(SSEMessage(block[6:], None, self._id))
+            elif (message := self._parse(block)) is not None:
+                messages.append(message)
+        return messages
+
+    def _parse(self, block: bytes) -> SSEMessage | None:
+        """The event of the lines of `block` (None if it has no data, e.g. only comments)."""
+        data: list[bytes] = []
+        event: str | None = None
+        for line in block.split(b"\n"):
+            if not line or line.startswith(b":"):
                 continue
             name, _, value = line.partition(b":")
             if value.startswith(b" "):
                 value = value[1:]
             if name == b"data":
-                self._data.append(value)
+                data.append(value)
             elif name == b"event":
-                self._event = value.decode("utf-8", "replace")
+                event = value.decode("utf-8", "replace")
             elif name == b"id":
                 self._id = value.decode("utf-8", "replace")
-        return messages
+        return SSEMessage(b"\n".join(data), event, self._id) if data else None
