@@ -17,9 +17,9 @@ from sqlalchemy import Row, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..schemas import ConversationOut, MessageOut, MessageStatus, Usage
-from .engine import guarded, migrate, writer
+from .engine import guarded, migrate, sqlite_writer, writer
 from .tables import conversations, messages
-from .writes import GroupWriter, Progress, TurnWrite, now
+from .writes import GroupWriter, Progress, TurnWrite, WriterThread, now
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,12 @@ class Store:
     def __init__(self, engine: AsyncEngine, *, progress_seconds: float = 1.0) -> None:
         self.engine = engine
         self._writer = writer(engine)
-        self._writes = GroupWriter(self._writer, progress_seconds=progress_seconds)
+        thread = sqlite_writer(engine)
+        self._writes = GroupWriter(
+            self._writer,
+            progress_seconds=progress_seconds,
+            thread=WriterThread(thread) if thread is not None else None,
+        )
 
     @property
     def write_rounds(self) -> int:
@@ -65,6 +70,7 @@ class Store:
     async def close(self, wait_seconds: float = 5.0) -> None:
         """Write what is queued (waiting up to `wait_seconds`), then close the pool."""
         await self._writes.close(wait_seconds)
+        await asyncio.to_thread(self._writes.dispose)
         await self.engine.dispose()
 
     async def ping(self) -> bool:

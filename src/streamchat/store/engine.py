@@ -14,7 +14,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -28,6 +29,7 @@ logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 # Written as `BEGIN <mode>` by SQLite connections; IMMEDIATE for transactions that write.
 _BEGIN_MODE = "streamchat_sqlite_begin"
+_TIMEOUT = "streamchat_sqlite_timeout"
 
 
 class StoreUnavailable(AppError):
@@ -68,9 +70,37 @@ def create_engine(url: str, *, schema: str = "", timeout: float = 10.0) -> Async
 
 def _sqlite_engine(url: URL, timeout: float) -> AsyncEngine:
     # The driver's `timeout` is SQLite's busy timeout: how long a writer waits for the lock.
-    engine = create_async_engine(url, connect_args={"timeout": timeout}, pool_timeout=timeout)
+    engine = create_async_engine(
+        url,
+        connect_args={"timeout": timeout},
+        pool_timeout=timeout,
+        execution_options={_TIMEOUT: timeout},  # for `sqlite_writer`
+    )
+    _sqlite_setup(engine.sync_engine)
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def sqlite_writer(engine: AsyncEngine) -> Engine | None:
+    """For a SQLite file: a synchronous engine on it (pysqlite), for a thread that writes.
+
+    None for other databases and for in-memory SQLite (a second engine would see another
+    database).
+    """
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    timeout = engine.get_execution_options().get(_TIMEOUT, 10.0)
+    # One thread uses it, but closing at shutdown may happen from another.
+    connect_args = {"timeout": timeout, "check_same_thread": False}
+    sync = create_sync_engine(url.set(drivername="sqlite"), connect_args=connect_args)
+    _sqlite_setup(sync)
+    return sync.execution_options(**{_BEGIN_MODE: "IMMEDIATE"})
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    """WAL, synchronous NORMAL, foreign keys, and a BEGIN we issue ourselves."""
+
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # We issue BEGIN ourselves (below), so that writers can take the lock up front.
         dbapi_connection.isolation_level = None
@@ -84,14 +114,12 @@ def _sqlite_engine(url: URL, timeout: float) -> AsyncEngine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         # A deferred transaction that reads and then writes fails at once ("database is
         # locked", no busy wait) if another writer committed in between; IMMEDIATE waits.
         mode = connection.get_execution_options().get(_BEGIN_MODE, "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")
-
-    return engine
 
 
 def writer(engine: AsyncEngine) -> AsyncEngine:

@@ -24,13 +24,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Text, bindparam, func, insert, or_, update
+from sqlalchemy import Connection, Engine, Text, bindparam, func, insert, or_, update
 from sqlalchemy.exc import DataError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .engine import StoreUnavailable, guarded
 from .tables import conversations, messages
@@ -133,8 +134,11 @@ def now() -> datetime:
 class GroupWriter:
     """Queues the chat path's writes and commits them a round at a time, from one task."""
 
-    def __init__(self, engine: AsyncEngine, *, progress_seconds: float) -> None:
-        self._engine = engine
+    def __init__(
+        self, engine: AsyncEngine, *, progress_seconds: float, thread: WriterThread | None = None
+    ) -> None:
+        self._engine = engine  # a writer (BEGIN IMMEDIATE on SQLite)
+        self._thread = thread  # SQLite: rounds are written there instead
         self._progress_seconds = progress_seconds
         self._next = Round()
         self._wake = asyncio.Event()
@@ -196,6 +200,12 @@ class GroupWriter:
         self._task.cancel()
         self._task = None
 
+    def dispose(self) -> None:
+        """Release the writer thread and its connection, if there is one."""
+        if self._thread is not None:
+            self._thread.close()
+            self._thread = None
+
     def _due(self) -> None:
         self._tick = None
         if self._dirty:
@@ -223,8 +233,11 @@ class GroupWriter:
     async def _commit(self, batch: Round) -> None:
         self.rounds += 1
         waiting = batch.waiting()
+        # The texts are read here, on the event loop, whichever thread writes them.
+        batch.progress = {key: _text(answer) for key, answer in batch.progress.items()}
         try:
-            await self._write(batch)
+            async with guarded():
+                refused = await self._write(batch, now())
         except StoreUnavailable as exc:
             if isinstance(exc.__cause__, IntegrityError | DataError) and len(waiting) > 1:
                 # The database refused something in one write: write each alone, so that
@@ -239,49 +252,76 @@ class GroupWriter:
         except BaseException as exc:  # cancelled at shutdown, or a bug: nobody waits forever
             _fail(waiting, StoreUnavailable(f"not written: {exc!r}"))
             raise
+        for index in refused:
+            batch.turns[index].done.set_result(False)
         for future in waiting:
             if not future.done():
                 future.set_result(True)
 
-    async def _write(self, batch: Round) -> None:
-        at = now()
-        async with guarded(), self._engine.begin() as connection:
-            new: list[dict[str, Any]] = []
-            rows: list[dict[str, Any]] = []
-            for turn in batch.turns:
-                if turn.touch is not None and not await _touch(
-                    connection, turn.touch | {"b_at": at}
-                ):
-                    if not turn.done.done():
-                        turn.done.set_result(False)
-                    continue
-                if turn.conversation is not None:
-                    new.append(turn.conversation)
-                rows.extend(turn.rows)
-            if new:
-                await connection.execute(insert(conversations), new)
-            if rows:
-                await connection.execute(insert(messages), rows)
-            if batch.progress:
-                saves = [
-                    {"b_id": message_id, "b_content": _text(answer), "b_at": at}
-                    for message_id, answer in batch.progress.items()
-                ]
-                await connection.execute(_PROGRESS, saves)
-            if batch.finishes:
-                ends = [end.values | {"b_at": at} for end in batch.finishes.values()]
-                await connection.execute(_FINISH, ends)
+    async def _write(self, batch: Round, at: datetime) -> list[int]:
+        if self._thread is None:
+            async with self._engine.begin() as connection:
+                return await connection.run_sync(_write_round, batch, at)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread.executor, self._thread.write, batch, at)
+
+
+class WriterThread:
+    """A synchronous engine on the same SQLite file, used by one thread of its own.
+
+    aiosqlite hands every statement to its thread and back, five or six trips for a round;
+    here the whole round is one trip: 0.6 ms instead of 1.7 for a turn.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+
+    def write(self, batch: Round, at: datetime) -> list[int]:
+        """Write `batch` in one transaction (in the writer thread)."""
+        with self.engine.begin() as connection:
+            return _write_round(connection, batch, at)
+
+    def close(self) -> None:
+        """Close the connection and end the thread."""
+        self.executor.submit(self.engine.dispose).result()
+        self.executor.shutdown()
+
+
+def _write_round(connection: Connection, batch: Round, at: datetime) -> list[int]:
+    """Write a round in the transaction of `connection`; the indices of the turns refused
+    because their conversation is not (or no longer) their user's."""
+    refused: list[int] = []
+    new: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    for index, turn in enumerate(batch.turns):
+        if turn.touch is not None:
+            touched = connection.execute(_TOUCH, turn.touch | {"b_at": at})
+            if touched.rowcount != 1:
+                refused.append(index)
+                continue
+        if turn.conversation is not None:
+            new.append(turn.conversation)
+        rows.extend(turn.rows)
+    if new:
+        connection.execute(insert(conversations), new)
+    if rows:
+        connection.execute(insert(messages), rows)
+    if batch.progress:
+        saves = [
+            {"b_id": message_id, "b_content": _text(text), "b_at": at}
+            for message_id, text in batch.progress.items()
+        ]
+        connection.execute(_PROGRESS, saves)
+    if batch.finishes:
+        connection.execute(_FINISH, [end.values | {"b_at": at} for end in batch.finishes.values()])
+    return refused
 
 
 def _fail(waiting: list[asyncio.Future[bool]], error: StoreUnavailable) -> None:
     for future in waiting:
         if not future.done():
             future.set_exception(error)
-
-
-async def _touch(connection: AsyncConnection, values: dict[str, Any]) -> bool:
-    result = await connection.execute(_TOUCH, values)
-    return result.rowcount == 1
 
 
 def _text(answer: Progress | str) -> str:
