@@ -16,7 +16,15 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 
-from streamchat.hub import Batch, Hooks, MemoryHub, StreamHub, StreamNotFound, Subscription
+from streamchat.hub import (
+    Batch,
+    Changes,
+    Hooks,
+    MemoryHub,
+    StreamHub,
+    StreamNotFound,
+    Subscription,
+)
 from streamchat.hub_redis import RedisHub
 
 from .redisserver import SHARED_URL
@@ -115,8 +123,8 @@ async def test_replay_after_n_then_end(make_nodes: MakeNodes) -> None:
     nodes = await make_nodes()
     await nodes.writer.create("s", Hooks())
     for payload in (b"0", b"1", b"2"):
-        await nodes.writer.append("s", payload)
-    await nodes.writer.append("s", b"3", last=True)
+        nodes.writer.append("s", payload)
+    nodes.writer.append("s", b"3", last=True)
     sub = await nodes.reader.subscribe("s", after=1)
     assert flatten(await read_all(sub)) == [(2, b"2"), (3, b"3")]
 
@@ -128,8 +136,8 @@ async def test_follow_live_and_ping_timeout(make_nodes: MakeNodes) -> None:
     assert await sub.next(0.05) is None  # silence: the response sends a ping
     waiter = asyncio.create_task(read_count(sub, 2))
     await asyncio.sleep(0.01)
-    await nodes.writer.append("s", b"a")
-    await nodes.writer.append("s", b"b")
+    nodes.writer.append("s", b"a")
+    nodes.writer.append("s", b"b")
     batches = await waiter
     assert flatten(batches) == [(0, b"a"), (1, b"b")]
     assert not batches[-1].ended
@@ -143,7 +151,7 @@ async def test_many_events_arrive_in_order_without_gaps(make_nodes: MakeNodes) -
     early = await nodes.reader.subscribe("s", after=-1)
     payloads = [b"e%d" % i for i in range(500)]
     for i, payload in enumerate(payloads):
-        await nodes.writer.append("s", payload, last=i == len(payloads) - 1)
+        nodes.writer.append("s", payload, last=i == len(payloads) - 1)
         if i % 50 == 0:
             await asyncio.sleep(0.002)  # in several rounds, some events together
     late = await nodes.reader.subscribe("s", after=199)
@@ -174,7 +182,7 @@ async def test_finished_stream_does_not_call_on_idle(make_nodes: MakeNodes) -> N
     idle: list[str] = []
     await nodes.writer.create("s", Hooks(on_idle=lambda: idle.append("s")))
     sub = await nodes.reader.subscribe("s", -1)
-    await nodes.writer.append("s", b"end", last=True)
+    nodes.writer.append("s", b"end", last=True)
     await read_all(sub)
     await sub.close()
     await asyncio.sleep(0.1)
@@ -196,10 +204,10 @@ async def test_cancel_reaches_the_writing_node_until_the_stream_ends(
     nodes = await make_nodes()
     cancelled: list[str] = []
     await nodes.writer.create("s", Hooks(on_cancel=lambda: cancelled.append("s")))
-    await nodes.writer.append("s", b"a")
+    nodes.writer.append("s", b"a")
     assert await nodes.reader.request_cancel("s") is True
     await eventually(lambda: cancelled == ["s"])
-    await nodes.writer.append("s", b"end", last=True)
+    nodes.writer.append("s", b"end", last=True)
     await read_all(await nodes.reader.subscribe("s", -1))  # the end has been shared
     assert await nodes.reader.request_cancel("s") is False
     assert cancelled == ["s"]
@@ -209,7 +217,7 @@ async def test_finished_streams_expire_after_ttl(make_nodes: MakeNodes) -> None:
     nodes = await make_nodes(ttl=0.3)
     await nodes.writer.create("s", Hooks())
     await asyncio.sleep(0.5)  # a live stream does not expire, however long it runs
-    await nodes.writer.append("s", b"x", last=True)
+    nodes.writer.append("s", b"x", last=True)
     await read_all(await nodes.reader.subscribe("s", -1))
     await asyncio.sleep(0.7)
     with pytest.raises(StreamNotFound):
@@ -223,7 +231,7 @@ def memory_hub(ttl: float = 60, retain: int = 1 << 20) -> MemoryHub:
 async def test_memory_sweep_forgets_expired_streams() -> None:
     h = memory_hub(ttl=0.05)
     await h.create("s", Hooks())
-    await h.append("s", b"x", last=True)
+    h.append("s", b"x", last=True)
     h.sweep()
     await h.subscribe("s", -1)
     await asyncio.sleep(0.06)
@@ -236,10 +244,40 @@ async def test_memory_retention_budget_evicts_oldest_finished_streams_only() -> 
     h = memory_hub(retain=10)
     for name in ("a", "b", "live"):
         await h.create(name, Hooks())
-    await h.append("live", b"x" * 100)  # live streams are never evicted
-    await h.append("a", b"123456", last=True)
-    await h.append("b", b"123456", last=True)  # 12 bytes finished > 10: "a" goes
+    h.append("live", b"x" * 100)  # live streams are never evicted
+    h.append("a", b"123456", last=True)
+    h.append("b", b"123456", last=True)  # 12 bytes finished > 10: "a" goes
     with pytest.raises(StreamNotFound):
         await h.subscribe("a", -1)
     await h.subscribe("b", -1)
     await h.subscribe("live", -1)
+
+
+async def test_waits_give_up_after_silence_not_while_news_keeps_coming() -> None:
+    changes = Changes()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await changes.wait(0.05) is False  # silence
+    assert 0.045 <= loop.time() - started < 0.5
+
+    async def talk() -> None:
+        for _ in range(15):
+            await asyncio.sleep(0.02)
+            changes.notify()
+
+    talker = asyncio.create_task(talk())
+    woken = [await changes.wait(0.1) for _ in range(15)]  # news every 20 ms, patience 100 ms
+    await talker
+    assert woken == [True] * 15
+
+
+async def test_a_cancelled_waiter_leaves_the_others_waiting() -> None:
+    changes = Changes()
+    gone = asyncio.create_task(changes.wait(1))
+    stays = asyncio.create_task(changes.wait(1))
+    await asyncio.sleep(0)
+    gone.cancel()
+    await asyncio.sleep(0)
+    changes.notify()
+    assert await stays is True
+    assert gone.cancelled()

@@ -77,7 +77,7 @@ async def test_events_appended_together_go_out_in_one_publish(hubs: Hubs) -> Non
         await watcher.subscribe(Keys(hubs.prefix).live("s"))
         await writer.create("s", Hooks())
         for i in range(100):  # a burst: nothing awaited in between really waits
-            await writer.append("s", b"%d" % i, last=i == 99)
+            writer.append("s", b"%d" % i, last=i == 99)
         messages: list[Batch] = []
         async with asyncio.timeout(5):
             while not messages or not messages[-1].ended:
@@ -120,7 +120,7 @@ async def test_a_stream_lost_by_redis_is_written_again_and_followers_go_on(hubs:
     await writer.create("s", Hooks())
     sub = await reader.subscribe("s", -1)
     for i in range(5):
-        await writer.append("s", b"%d" % i)
+        writer.append("s", b"%d" % i)
     first = await read_count(sub, 5)
     keys = Keys(hubs.prefix)
     client = redis.Redis.from_url(SHARED_URL)
@@ -129,7 +129,7 @@ async def test_a_stream_lost_by_redis_is_written_again_and_followers_go_on(hubs:
     finally:
         await client.aclose()
     for i in range(5, 10):
-        await writer.append("s", b"%d" % i, last=i == 9)
+        writer.append("s", b"%d" % i, last=i == 9)
     rest = await read_all(sub)
     assert flatten(first + rest) == [(i, b"%d" % i) for i in range(10)]
     late = await reader.subscribe("s", -1)
@@ -141,7 +141,7 @@ async def test_resume_from_trimmed_events_is_not_found(hubs: Hubs) -> None:
     reader = await hubs.open(max_events=10)
     await writer.create("s", Hooks())
     for i in range(600):
-        await writer.append("s", b"%d" % i, last=i == 599)
+        writer.append("s", b"%d" % i, last=i == 599)
         if i % 100 == 0:
             await asyncio.sleep(0.01)  # several rounds: trimming happens as events arrive
     await read_all(await reader.subscribe("s", 590))  # the newest events are still there
@@ -155,7 +155,7 @@ async def test_a_cancel_whose_message_was_missed_is_honoured_after_a_reconnect(
     writer = await hubs.open(own_redis.url)
     cancelled: list[str] = []
     await writer.create("s", Hooks(on_cancel=lambda: cancelled.append("s")))
-    await writer.append("s", b"a")
+    writer.append("s", b"a")
     # What a cancel leaves in Redis, without the message (sent while nobody listened).
     await raw.hset(Keys(hubs.prefix).meta("s"), "cancel", "1")
     await asyncio.sleep(0.1)
@@ -224,7 +224,7 @@ async def test_redis_out_of_reach_past_the_budget(hubs: Hubs, own_redis: RedisSe
     await writer.create("s", Hooks(on_lost=lambda: lost.append("s")))
     sub = await reader.subscribe("s", -1)
     own_redis.kill()
-    await writer.append("s", b"a")  # never blocks the generation ...
+    writer.append("s", b"a")  # never blocks the generation ...
     await eventually(lambda: lost == ["s"])  # ... which is told to end the stream
     local = await writer.subscribe("s", -1)
     assert (await local.next(1)) == Batch(0, [b"a"], False)  # followers here still read
@@ -250,7 +250,7 @@ async def test_a_node_needs_few_connections_whatever_the_number_of_streams(
     subs = await asyncio.gather(*(reader.subscribe(name, -1) for name in names))
     waiting = [asyncio.create_task(read_count(sub, 1)) for sub in subs]
     for name in names:
-        await writer.append(name, b"x")
+        writer.append(name, b"x")
     await asyncio.gather(*waiting)
     clients = await raw.client_list()
     ours = [c for c in clients if c["cmd"] != "client|list"]

@@ -119,7 +119,7 @@ class ChatService:
         try:
             await self._hub.create(stream_id, self._hooks(stream_id))
             for payload in opening:
-                await self._hub.append(stream_id, payload)
+                self._hub.append(stream_id, payload)
             subscription = await self._hub.subscribe(stream_id, after=-1)
         except BaseException as exc:
             # Nothing will iterate the accepted upstream: release it now (a local model's

@@ -148,8 +148,8 @@ class Generation:
             await self.recorder.finish(outcome)
         *leading, last = self.format.closing(self.index, outcome)
         for payload in leading:
-            await self.hub.append(self.stream_id, payload)
-        await self.hub.append(self.stream_id, last, last=True)
+            self.hub.append(self.stream_id, payload)
+        self.hub.append(self.stream_id, last, last=True)
 
     async def _pump(self, outcome: Outcome) -> None:
         hub, stream_id, delta, index = self.hub, self.stream_id, self.format.delta, self.index
@@ -157,7 +157,7 @@ class Generation:
         async for event in self.upstream:
             if type(event) is TextDelta:
                 outcome.text.append(event.text)
-                await hub.append(stream_id, delta(index, event.text))
+                hub.append(stream_id, delta(index, event.text))
                 if grew is not None:
                     grew(outcome.text)
                 index += 1

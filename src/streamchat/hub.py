@@ -78,8 +78,9 @@ class StreamHub(Protocol):
         """Create an empty stream written from this node. Raises `HubUnavailable`."""
         ...
 
-    async def append(self, stream_id: str, payload: bytes, *, last: bool = False) -> None:
-        """Append the next event; `last` ends the stream. Never waits for a shared store."""
+    def append(self, stream_id: str, payload: bytes, *, last: bool = False) -> None:
+        """Append the next event; `last` ends the stream. Never waits (for a shared store
+        neither): once per token, so a plain call, not a coroutine."""
         ...
 
     async def subscribe(self, stream_id: str, after: int) -> Subscription:
@@ -237,7 +238,7 @@ class MemoryHub:
         """Create an empty stream."""
         self._streams[stream_id] = LocalStream(hooks)
 
-    async def append(self, stream_id: str, payload: bytes, *, last: bool = False) -> None:
+    def append(self, stream_id: str, payload: bytes, *, last: bool = False) -> None:
         """Append the next event; `last` ends the stream."""
         stream = self._streams[stream_id]
         stream.add(payload, last)

@@ -84,7 +84,7 @@ class RedisHub:
         """Create a stream written from this node. Raises `HubUnavailable`."""
         await self._writer.create(stream_id, hooks)
 
-    async def append(self, stream_id: str, payload: bytes, *, last: bool = False) -> None:
+    def append(self, stream_id: str, payload: bytes, *, last: bool = False) -> None:
         """Append the next event; Redis gets it shortly after, in order."""
         self._writer.append(stream_id, payload, last)
 

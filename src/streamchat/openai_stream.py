@@ -53,6 +53,9 @@ class OpenAIChunkFormat:
         self.include_usage = include_usage
         self._head = b""
         self._tail = b',"usage":null}' if include_usage else b"}"
+        # A delta chunk is these two around the JSON string of its text (once per token).
+        self._delta_head = b""
+        self._delta_tail = b'},"logprobs":null,"finish_reason":null}]' + self._tail
 
     def opening(self, stream_id: str) -> list[bytes]:
         """The chunk that carries the assistant's role."""
@@ -63,11 +66,12 @@ class OpenAIChunkFormat:
             "model": self.model,
         }
         self._head = orjson.dumps(head)[:-1] + b',"choices":['
+        self._delta_head = self._head + b'{"index":0,"delta":{"content":'
         return [self._choice(b'{"role":"assistant","content":""}', b"null")]
 
     def delta(self, index: int, text: str) -> bytes:
         """A chunk with one piece of the answer."""
-        return self._choice(b'{"content":%b}' % orjson.dumps(text), b"null")
+        return self._delta_head + orjson.dumps(text) + self._delta_tail
 
     def closing(self, index: int, outcome: Outcome) -> list[bytes]:
         """The finish chunk, the usage chunk if asked for, and `[DONE]`; or the error, `[DONE]`.
