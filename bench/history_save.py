@@ -95,7 +95,8 @@ def count_writes(store: Store) -> list[int]:
         if statement.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
             counter[0] += 1
 
-    event.listen(store.engine.sync_engine, "before_cursor_execute", on_execute)
+    for engine in store.sync_engines():  # on SQLite the writes go through a second engine
+        event.listen(engine, "before_cursor_execute", on_execute)
     return counter
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, func, or_, select, update
+from sqlalchemy import Engine, Row, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..schemas import ConversationOut, MessageOut, MessageStatus, Usage
@@ -45,11 +45,17 @@ class Store:
         self.engine = engine
         self._writer = writer(engine)
         thread = sqlite_writer(engine)
+        self._thread_engine = thread
         self._writes = GroupWriter(
             self._writer,
             progress_seconds=progress_seconds,
             thread=WriterThread(thread) if thread is not None else None,
         )
+
+    def sync_engines(self) -> list[Engine]:
+        """The synchronous engines statements go through (to listen to their events)."""
+        engines = [self.engine.sync_engine]
+        return engines if self._thread_engine is None else [*engines, self._thread_engine]
 
     @property
     def write_rounds(self) -> int:
