@@ -32,7 +32,7 @@ from typing import Any
 from .procs import BenchError, pinned
 
 QUESTION = "Write a short story about a lighthouse keeper, in about 300 words."
-MAX_TOKENS = 128
+MAX_TOKENS = 128  # per answer, unless BENCH_EMBEDDED_TOKENS says otherwise
 
 
 def available() -> bool:
@@ -44,16 +44,25 @@ def available() -> bool:
     return True
 
 
-def measure(cpus: str, runs: int) -> dict[str, Any]:
-    """Alternate `runs` answers directly and through HTTP; every figure, and the medians."""
+def measure(
+    cpus: str, runs: int, *, max_tokens: int = MAX_TOKENS, model: str = "", model_dir: str = ""
+) -> dict[str, Any]:
+    """Alternate `runs` answers directly and through HTTP; every figure, and the medians.
+
+    `model` and `model_dir` (STREAMCHAT_MODEL, STREAMCHAT_MODEL_DIR) default to the server's.
+    """
     threads = len(_cpu_list(cpus)) or (os.cpu_count() or 1)
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMCHAT_")}
     env |= {
         "STREAMCHAT_PROVIDER": "local",
         "STREAMCHAT_LOCAL_THREADS": str(threads),
         "STREAMCHAT_LOCAL_TEMPERATURE": "0",
-        "STREAMCHAT_LOCAL_MAX_TOKENS": str(MAX_TOKENS),
+        "STREAMCHAT_LOCAL_MAX_TOKENS": str(max_tokens),
     }
+    if model:
+        env["STREAMCHAT_MODEL"] = model
+    if model_dir:
+        env["STREAMCHAT_MODEL_DIR"] = model_dir
     direct: list[dict[str, float]] = []
     served: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="streamchat-bench-") as scratch:
@@ -96,7 +105,7 @@ def measure(cpus: str, runs: int) -> dict[str, Any]:
                 proc.wait(30)
     return {
         "threads": threads,
-        "max_tokens": MAX_TOKENS,
+        "max_tokens": max_tokens,
         "direct": {"runs": direct, **_medians(direct)},
         "http": {"runs": served, **_medians(served)},
     }
@@ -208,7 +217,7 @@ def _child() -> None:
         sent = time.perf_counter()
         times: list[float] = []
         chunks: Any = llama.create_chat_completion(
-            messages, stream=True, max_tokens=MAX_TOKENS, temperature=0.0
+            messages, stream=True, max_tokens=settings.local_max_tokens, temperature=0.0
         )
         for chunk in chunks:
             if chunk["choices"][0]["delta"].get("content"):

@@ -76,12 +76,16 @@ class Config:
     server_cpus: str = "0"
     client_cpus: str = "1"
     embedded_runs: int = 3
+    embedded_tokens: int = embedded.MAX_TOKENS
+    embedded_model: str = ""  # the server's default
+    embedded_model_dir: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
         """Read BENCH_DURATION, BENCH_RAMP, BENCH_TOKENS, BENCH_DELAY_MS, BENCH_C_BURST,
         BENCH_C_MANY, BENCH_C_OVERLOAD, BENCH_SCENARIOS, BENCH_SERVER_CPUS, BENCH_CLIENT_CPUS,
-        BENCH_EMBEDDED_RUNS."""
+        BENCH_EMBEDDED_RUNS, BENCH_EMBEDDED_TOKENS, BENCH_EMBEDDED_MODEL,
+        BENCH_EMBEDDED_MODEL_DIR."""
         d = cls()
         two_cores = (os.cpu_count() or 1) >= 2
         return cls(
@@ -96,6 +100,9 @@ class Config:
             server_cpus=env.get("BENCH_SERVER_CPUS", d.server_cpus if two_cores else ""),
             client_cpus=env.get("BENCH_CLIENT_CPUS", d.client_cpus if two_cores else ""),
             embedded_runs=int(_env_number(env, "BENCH_EMBEDDED_RUNS", d.embedded_runs)),
+            embedded_tokens=int(_env_number(env, "BENCH_EMBEDDED_TOKENS", d.embedded_tokens)),
+            embedded_model=env.get("BENCH_EMBEDDED_MODEL", ""),
+            embedded_model_dir=env.get("BENCH_EMBEDDED_MODEL_DIR", ""),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -145,7 +152,7 @@ def scenarios(cfg: Config) -> list[Scenario]:
         Scenario(
             "embedded",
             f"the embedded model, {cfg.embedded_runs} answers each, greedy, "
-            f"{embedded.MAX_TOKENS} tokens at most (bench/embedded.py)",
+            f"{cfg.embedded_tokens} tokens at most (bench/embedded.py)",
             1,
             0,
             (LLAMA_DIRECT, EMBEDDED),
@@ -171,7 +178,13 @@ def measure_embedded(cfg: Config) -> dict[str, dict[str, Any] | None]:
     """Both targets of the `embedded` scenario, measured side by side; None if not installed."""
     if not embedded.available():
         return {LLAMA_DIRECT.key: None, EMBEDDED.key: None}
-    result = embedded.measure(cfg.server_cpus, cfg.embedded_runs)
+    result = embedded.measure(
+        cfg.server_cpus,
+        cfg.embedded_runs,
+        max_tokens=cfg.embedded_tokens,
+        model=cfg.embedded_model,
+        model_dir=cfg.embedded_model_dir,
+    )
     return {LLAMA_DIRECT.key: result["direct"], EMBEDDED.key: result["http"]}
 
 

@@ -15,11 +15,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .localmodel import SMALL
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKENS = 20
 
 
-def run_bench(out: Path) -> subprocess.CompletedProcess[str]:
+def run_bench(out: Path, **settings: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "BENCH_SCENARIOS": "burst,many",
@@ -30,6 +32,7 @@ def run_bench(out: Path) -> subprocess.CompletedProcess[str]:
         "BENCH_TOKENS": str(TOKENS),
         "BENCH_DELAY_MS": "5",
         "BENCH_OUT": str(out),
+        **settings,
     }
     return subprocess.run(
         [sys.executable, "-m", "bench"],
@@ -37,7 +40,7 @@ def run_bench(out: Path) -> subprocess.CompletedProcess[str]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=50,
+        timeout=120,
         check=False,
     )
 
@@ -93,3 +96,29 @@ def test_bench_smoke_run_prints_the_table_and_saves_sane_figures(tmp_path: Path)
     assert math.isfinite(ratio)
     assert ratio > 0
     assert checks[("many", "streams failed before 1st token")]["holds"] is True
+
+
+def test_bench_smoke_run_of_the_embedded_model_scenario(tmp_path: Path, model_dir: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = run_bench(
+        out,
+        BENCH_SCENARIOS="embedded",
+        BENCH_EMBEDDED_RUNS="1",
+        BENCH_EMBEDDED_TOKENS="8",
+        BENCH_EMBEDDED_MODEL=SMALL,
+        BENCH_EMBEDDED_MODEL_DIR=str(model_dir),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "llama-cpp-python in-process" in done.stdout
+    assert "8 tokens at most" in done.stdout
+
+    document = json.loads(out.read_text("utf-8"))
+    for side in ("direct", "embedded"):
+        run = document["runs"]["embedded"][side]
+        assert len(run["runs"]) == 1
+        assert 2 <= run["median_tokens"] <= 8
+        assert run["median_tokens_per_s"] > 0
+        assert run["median_first_token_ms"] > 0
+    check = {c["metric"]: c for c in document["checks"]}["tokens/s (median)"]
+    assert check["holds"] in (True, False)
+    assert float(check["result"].split("×")[0]) > 0
