@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .procs import BenchError, pinned
+from .procs import BenchError, free_port, pinned
 
 QUESTION = "Write a short story about a lighthouse keeper, in about 300 words."
 MAX_TOKENS = 128  # per answer, unless BENCH_EMBEDDED_TOKENS says otherwise
@@ -77,7 +76,7 @@ def measure(
         # The child assembles the model file if it is not there yet; the server starts after,
         # so that the two never assemble it at once.
         _ask_child(child, None)
-        port = _free_port()
+        port = free_port()
         env |= {
             "STREAMCHAT_PORT": str(port),
             "STREAMCHAT_DATABASE_URL": f"sqlite+aiosqlite:///{scratch}/bench.db",
@@ -121,13 +120,6 @@ def _cpu_list(cpus: str) -> list[int]:
         first, _, last = part.partition("-")
         found += range(int(first), int(last or first) + 1)
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _wait_healthy(url: str, server: subprocess.Popen[bytes], log: Path) -> None:

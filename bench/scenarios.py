@@ -9,14 +9,13 @@ load generator share `client_cpus`.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from . import embedded
-from .procs import Server, Upstream, post_stream, run_loadgen
+from .procs import Server, Upstream, free_port, post_stream, run_loadgen
 
 
 @dataclass(frozen=True)
@@ -167,13 +166,6 @@ def scenarios(cfg: Config) -> list[Scenario]:
     return [s for s in every if s.key in cfg.only]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def measure_embedded(cfg: Config) -> dict[str, dict[str, Any] | None]:
     """Both targets of the `embedded` scenario, measured side by side; None if not installed."""
     if not embedded.available():
@@ -194,7 +186,7 @@ def measure(cfg: Config, scenario: Scenario, target: Target) -> dict[str, Any] |
         if target.workers == 0:
             return _load(cfg, scenario, target, up.base_url + target.path, [up.pid], 0)
         cpus = cfg.server_cpus if scenario.server_cpus is None else scenario.server_cpus
-        with Server(upstream=up, port=_free_port(), workers=target.workers, cpus=cpus) as server:
+        with Server(upstream=up, port=free_port(), workers=target.workers, cpus=cpus) as server:
             url = server.url + target.path
             # A warm-up stream: the first request's one-off costs are not what we measure.
             if post_stream(url, _warm_up_body(target)) in (404, 405):

@@ -44,18 +44,16 @@ class Store:
     def __init__(self, engine: AsyncEngine, *, progress_seconds: float = 1.0) -> None:
         self.engine = engine
         self._writer = writer(engine)
-        thread = sqlite_writer(engine)
-        self._thread_engine = thread
+        sync = sqlite_writer(engine)
+        self._thread = WriterThread(sync) if sync is not None else None
         self._writes = GroupWriter(
-            self._writer,
-            progress_seconds=progress_seconds,
-            thread=WriterThread(thread) if thread is not None else None,
+            self._writer, progress_seconds=progress_seconds, thread=self._thread
         )
 
     def sync_engines(self) -> list[Engine]:
         """The synchronous engines statements go through (to listen to their events)."""
         engines = [self.engine.sync_engine]
-        return engines if self._thread_engine is None else [*engines, self._thread_engine]
+        return engines if self._thread is None else [*engines, self._thread.engine]
 
     @property
     def write_rounds(self) -> int:
@@ -76,7 +74,6 @@ class Store:
     async def close(self, wait_seconds: float = 5.0) -> None:
         """Write what is queued (waiting up to `wait_seconds`), then close the pool."""
         await self._writes.close(wait_seconds)
-        await asyncio.to_thread(self._writes.dispose)
         await self.engine.dispose()
 
     async def ping(self) -> bool:

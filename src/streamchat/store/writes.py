@@ -186,24 +186,20 @@ class GroupWriter:
         await flushed
 
     async def close(self, wait_seconds: float) -> None:
-        """Write what is queued, waiting up to `wait_seconds`, then stop."""
+        """Write what is queued, waiting up to `wait_seconds`, then stop (and the thread)."""
         if self._tick is not None:
             self._tick.cancel()
             self._due()
-        if self._task is None:
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(wait_seconds):
-                while self._next or not self._idle.is_set():
-                    await self._idle.wait()
-                    await asyncio.sleep(0)  # the loop takes the next round
-        self._task.cancel()
-        self._task = None
-
-    def dispose(self) -> None:
-        """Release the writer thread and its connection, if there is one."""
+        if self._task is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_seconds):
+                    while self._next or not self._idle.is_set():
+                        await self._idle.wait()
+                        await asyncio.sleep(0)  # the loop takes the next round
+            self._task.cancel()
+            self._task = None
         if self._thread is not None:
-            self._thread.close()
+            await asyncio.to_thread(self._thread.close)
             self._thread = None
 
     def _due(self) -> None:
@@ -309,7 +305,7 @@ def _write_round(connection: Connection, batch: Round, at: datetime) -> list[int
         connection.execute(insert(messages), rows)
     if batch.progress:
         saves = [
-            {"b_id": message_id, "b_content": _text(text), "b_at": at}
+            {"b_id": message_id, "b_content": text, "b_at": at}  # texts by now (_commit)
             for message_id, text in batch.progress.items()
         ]
         connection.execute(_PROGRESS, saves)
