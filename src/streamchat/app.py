@@ -20,10 +20,11 @@ from .history import History
 from .hub import MemoryHub, StreamHub
 from .hub_redis import RedisHub
 from .logs import TraceMiddleware
-from .openai_protocol import ChatCompletionChunk
+from .openai_protocol import ChatCompletionChunk, ChatCompletionRequest
 from .providers import build_provider
 from .routes import chat, conversations, openai, system, web
-from .schemas import StreamEvent
+from .routes.direct import DirectRoute, DirectRoutes
+from .schemas import ChatRequest, StreamEvent
 from .store import Store, create_engine
 
 log = logging.getLogger("streamchat")
@@ -72,6 +73,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.chat = service
     app.state.history = history
     handlers.install(app)
+    # Added first, so it runs inside TraceMiddleware (the last added is the outermost).
+    app.add_middleware(
+        DirectRoutes,
+        routes={
+            "/api/chat": DirectRoute(ChatRequest, chat.chat),
+            "/v1/chat/completions": DirectRoute(ChatCompletionRequest, openai.chat_completions),
+        },
+    )
     app.add_middleware(TraceMiddleware)
     app.include_router(chat.router)
     app.include_router(conversations.router)

@@ -6,7 +6,7 @@ Under `/v1`, the OpenAI-compatible API, errors take OpenAI's shape instead (`_re
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -102,9 +102,26 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
     return _respond(request, AppError(500, Code.INTERNAL_ERROR, "internal_error"))
 
 
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+# The errors a request can end with before its stream begins, and their handlers.
+_HANDLERS: dict[type[Exception], Handler] = {
+    AppError: _on_app_error,
+    RequestValidationError: _on_validation_error,
+    HTTPException: _on_http_error,
+}
+
+
+def handler_for(exc: Exception) -> Handler | None:
+    """The handler of an expected error (not of an unexpected one: that is a 500)."""
+    for kind, handler in _HANDLERS.items():
+        if isinstance(exc, kind):
+            return handler
+    return None
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on `app`."""
-    app.add_exception_handler(AppError, _on_app_error)
-    app.add_exception_handler(RequestValidationError, _on_validation_error)
-    app.add_exception_handler(HTTPException, _on_http_error)
+    for kind, handler in _HANDLERS.items():
+        app.add_exception_handler(kind, handler)
     app.add_exception_handler(Exception, _on_unexpected)

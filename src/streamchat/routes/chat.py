@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query
+from fastapi import APIRouter, Header, Path, Query, Request
 
 from ..schemas import CancelResult, ChatRequest, Envelope, StreamEvent
 from ..streaming import EventStreamResponse
-from .deps import ChatDep, SettingsDep
+from .deps import ChatDep, SettingsDep, chat_of, settings_of
 
 router = APIRouter(prefix="/api", tags=["chat 聊天"])
 
@@ -40,9 +40,11 @@ StreamId = Annotated[str, Path(max_length=64, description="The `stream_id` of th
     response_class=EventStreamResponse,
     responses=_STREAM_DOC,
 )
-async def chat(body: ChatRequest, chat: ChatDep, settings: SettingsDep) -> EventStreamResponse:
+async def chat(body: ChatRequest, request: Request) -> EventStreamResponse:
     """Answer one message as a stream of `start`, `delta`…, then `end` or `error` events."""
-    subscription = await chat.start(body)
+    # Also served by DirectRoutes (routes/direct.py), which calls this function as it is.
+    settings = settings_of(request)
+    subscription = await chat_of(request).start(body)
     return EventStreamResponse(
         subscription,
         ping_seconds=settings.ping_seconds,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
 from ..errors import AppError
@@ -19,7 +19,7 @@ from ..openai_protocol import (
 from ..openai_serving import CompletionResponse, start_completion
 from ..schemas import Code
 from ..streaming import EventStreamResponse
-from .deps import ChatDep, SettingsDep
+from .deps import ChatDep, SettingsDep, chat_of, settings_of
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 
@@ -56,11 +56,13 @@ _COMPLETION_DOC: dict[int | str, dict[str, Any]] = {
     response_model=None,
     responses=_COMPLETION_DOC,
 )
-async def chat_completions(
-    body: ChatCompletionRequest, chat: ChatDep, settings: SettingsDep
-) -> Response:
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     """Answer the conversation, streamed as chunks or as one `chat.completion` object."""
-    subscription = await start_completion(chat, body, max_message_chars=settings.max_message_chars)
+    # Also served by DirectRoutes (routes/direct.py), which calls this function as it is.
+    settings = settings_of(request)
+    subscription = await start_completion(
+        chat_of(request), body, max_message_chars=settings.max_message_chars
+    )
     if body.stream:
         return EventStreamResponse(
             subscription,
