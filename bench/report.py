@@ -183,6 +183,11 @@ def _cores(run: Run) -> str:
     return "/".join(f"{x:.0f}" for x in run["cores_busy_pct"])
 
 
+def _cut_waiting(run: Run) -> float:
+    # Runs recorded before the load generator counted them have no such figure.
+    return float(run["streams"].get("cut_before_first_token", "nan"))
+
+
 def _cpu_per_token(run: Run) -> float:
     return value(run, "server.cpu_us_per_token")
 
@@ -205,6 +210,8 @@ def _many(r: _Rows) -> None:
 def _overload(r: _Rows) -> None:
     r.share(r.ratio_to_direct(TPS), "direct", 2)
     r.at_most("TTFT p99 ms", lambda x: value(x, "ttft.p99_ms"), "ms", 2000, show=ms)
+    # Their wait so far is in the TTFT figures above, as a lower bound.
+    r.add("streams cut before their 1st token", _cut_waiting, lambda x: f"{x:.0f}")
     r.at_most("memory KB per open stream", _memory_kb(r.scenario.concurrency), "KB", 100)
 
 

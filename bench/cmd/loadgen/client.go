@@ -77,14 +77,14 @@ func (w *worker) stream(ctx context.Context) {
 	req.Header = w.headers.Clone()
 	resp, err := w.client.Do(req)
 	if err != nil {
-		w.fail(ctx, "connect", 0, "connect: "+err.Error())
+		w.fail(ctx, began, "connect", 0, "connect: "+err.Error())
 		return
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		text, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
 		code := strconv.Itoa(resp.StatusCode)
-		w.fail(ctx, code, 0, "HTTP "+code+": "+string(text))
+		w.fail(ctx, began, code, 0, "HTTP "+code+": "+string(text))
 		return
 	}
 	tokens, kind, detail := w.read(resp.Body, began)
@@ -96,7 +96,7 @@ func (w *worker) stream(ctx context.Context) {
 		}
 		io.Copy(io.Discard, resp.Body) // to the end, so the connection is reused
 	default:
-		w.fail(ctx, kind, tokens, detail)
+		w.fail(ctx, began, kind, tokens, detail)
 	}
 }
 
@@ -154,10 +154,16 @@ func (w *worker) read(body io.Reader, began time.Time) (tokens int, kind, detail
 	}
 }
 
-// fail counts a failed stream, unless it failed because the run's deadline cut it.
-func (w *worker) fail(ctx context.Context, kind string, tokens int, detail string) {
+// fail counts a failed stream, unless it failed because the run's deadline cut it. A stream
+// cut while still waiting for its first token adds its wait so far to the TTFT figures (a
+// lower bound of its TTFT): leaving it out would hide the streams a server starves.
+func (w *worker) fail(ctx context.Context, began time.Time, kind string, tokens int, detail string) {
 	if ctx.Err() != nil {
 		w.shared.cut.Add(1)
+		if tokens == 0 {
+			w.shared.cutWaiting.Add(1)
+			w.ttft.add(time.Since(began).Microseconds())
+		}
 		return
 	}
 	w.errs.note(kind, tokens, detail)

@@ -24,6 +24,8 @@ type Streams struct {
 	Started   int64 `json:"started"`
 	Completed int64 `json:"completed"`
 	Cut       int64 `json:"cut_at_deadline"`
+	// Cut by the deadline before their first token: their wait so far is in the TTFT figures.
+	CutWaiting int64 `json:"cut_before_first_token"`
 }
 
 // Process is one process tree's share of the run.
@@ -54,7 +56,7 @@ func report(o *options, c *counters, errs *errorLog, idle usage, peakKB uint64,
 	return Result{
 		Label: o.label, URL: o.url, Concurrency: o.c,
 		DurationS: o.duration.Seconds(), WindowS: round(window, 3),
-		Streams: Streams{Started: c.started.Load(), Completed: c.completed.Load(), Cut: c.cut.Load()},
+		Streams: Streams{Started: c.started.Load(), Completed: c.completed.Load(), Cut: c.cut.Load(), CutWaiting: c.cutWaiting.Load()},
 		Errors:  errs.snapshot(), Tokens: c.tokens.Load(),
 		TokensPerS: round(float64(tokens)/window, 0),
 		TTFT:       ttft, Gap: gap,

@@ -124,7 +124,7 @@ func (l *errorLog) snapshot() Errors {
 
 // counters shared by all workers.
 type counters struct {
-	started, completed, cut, tokens atomic.Int64
+	started, completed, cut, cutWaiting, tokens atomic.Int64
 }
 
 func round(x float64, digits int) float64 {
