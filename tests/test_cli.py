@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import sys
+
+import aiohttp
 
 from .conftest import StartServer
 from .servers import free_port
@@ -44,3 +48,42 @@ async def test_chat_reports_an_unreachable_server() -> None:
     assert code == 2
     assert "cannot connect" in err
     assert "streamchat serve" in err
+
+
+async def serve_on_taken_port(port: int) -> tuple[int, str]:
+    """`streamchat serve` on a port that is taken: its exit code and what it printed."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "streamchat",
+        "serve",
+        "--port",
+        str(port),
+        env={**os.environ, "STREAMCHAT_PROVIDER": "echo"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+async def test_serve_refuses_a_port_another_program_listens_on() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out = await serve_on_taken_port(port)
+    assert code == 1
+    assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in out
+
+
+async def test_serve_refuses_the_port_of_a_running_server(start_server: StartServer) -> None:
+    # The server listens with SO_REUSEPORT, which a second server could join unnoticed and
+    # take half of the connections: it must be refused like any other taken port.
+    echo = await start_server(provider="echo")
+    code, out = await serve_on_taken_port(echo.port)
+    assert code == 1
+    assert "Address already in use" in out
+    async with aiohttp.ClientSession() as http, http.get(echo.url + "/hello") as response:
+        assert response.status == 200

@@ -14,6 +14,8 @@ from pathlib import Path
 import aiohttp
 import orjson
 
+from streamchat.listeners import LISTENERS
+
 from .conftest import StartServer
 from .fakeupstream import FakeUpstream, Script
 from .servers import ServerProcess
@@ -178,15 +180,15 @@ def kernel_somaxconn() -> int:
     return int(Path("/proc/sys/net/core/somaxconn").read_text())
 
 
-def listen_backlog(port: int) -> int:
-    """The accept-queue bound of the socket listening on `port` (ss shows it as Send-Q)."""
+def listen_backlogs(port: int) -> list[int]:
+    """The accept-queue bound of each socket listening on `port` (ss shows it as Send-Q)."""
     shown = subprocess.run(
         ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True
-    ).stdout.split()
-    return int(shown[2])
+    ).stdout.splitlines()
+    return [int(line.split()[2]) for line in shown]
 
 
-async def test_serve_raises_its_open_file_limit_and_listens_with_a_deep_backlog(
+async def test_serve_raises_its_open_file_limit_and_listens_with_deep_backlogs(
     upstream: FakeUpstream,
 ) -> None:
     server = ServerProcess(
@@ -198,7 +200,9 @@ async def test_serve_raises_its_open_file_limit_and_listens_with_a_deep_backlog(
         assert server.proc is not None
         soft, hard = open_file_limits(server.proc.pid)
         assert soft == hard
-        # uvicorn's default backlog (2048) overflowed at C=5000; the kernel caps ours.
-        assert listen_backlog(server.port) == min(65535, kernel_somaxconn())
+        # One socket accepts one connection per loop iteration: the server listens on several
+        # (SO_REUSEPORT). uvicorn's default backlog (2048) overflowed at C=5000; the kernel
+        # caps ours.
+        assert listen_backlogs(server.port) == [min(65535, kernel_somaxconn())] * LISTENERS
     finally:
         server.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import resource
 import sys
@@ -14,6 +15,7 @@ import aiohttp
 import orjson
 
 from .config import Settings
+from .listeners import LISTENERS, ListenError, bind_listeners
 from .logs import configure_logging
 from .model_files import LocalModelError
 from .providers.local import prepare
@@ -22,10 +24,14 @@ from .sse import SSEDecoder
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-# Connections waiting to be accepted. uvicorn's default, 2048, overflowed when 5000 clients
-# arrived within two seconds (every overflow a reset connection); the kernel caps the value
-# at net.core.somaxconn (4096 by default since Linux 5.4).
+log = logging.getLogger("streamchat")
+
+# Connections waiting to be accepted, per listening socket. uvicorn's default, 2048, overflowed
+# when 5000 clients arrived within two seconds (every overflow a reset connection); the kernel
+# caps the value at net.core.somaxconn (4096 by default since Linux 5.4).
 _LISTEN_BACKLOG = 65535
+# The exit code of a server whose start-up failed (uvicorn's).
+_STARTUP_FAILURE = 3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve(host: str | None, port: int | None, workers: int) -> int:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     # The command line overrides the environment; workers build their settings from it.
     if host is not None:
@@ -86,20 +93,41 @@ def _serve(host: str | None, port: int | None, workers: int) -> int:
             file=sys.stderr,
         )
     _raise_open_file_limit()
-    uvicorn.run(
+    try:
+        sockets = bind_listeners(settings.host, settings.port, LISTENERS, _LISTEN_BACKLOG)
+    except ListenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    config = uvicorn.Config(
         "streamchat.cli:worker_app",
         factory=True,
-        host=settings.host,
-        port=settings.port,
         workers=workers,
         loop="uvloop",
         http="httptools",
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,
-        backlog=_LISTEN_BACKLOG,
+        backlog=_LISTEN_BACKLOG,  # the event loop listens on the sockets again with it
     )
-    return 0
+    server = uvicorn.Server(config)
+    log.info(
+        "listening on http://%s:%d (%d worker%s)",
+        settings.host,
+        sockets[0].getsockname()[1],
+        workers,
+        "s" if workers > 1 else "",
+    )
+    try:
+        if workers > 1:
+            Multiprocess(config, sockets=sockets).run()
+        else:
+            server.run(sockets=sockets)
+    except KeyboardInterrupt:  # as uvicorn.run: a second Ctrl+C during shutdown
+        pass
+    finally:
+        for sock in sockets:
+            sock.close()
+    return 0 if workers > 1 or server.started else _STARTUP_FAILURE
 
 
 async def _db_upgrade() -> int:
