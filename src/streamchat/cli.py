@@ -178,10 +178,13 @@ def worker_app() -> FastAPI:
     configured in the parent does not reach them.
     """
     from .app import create_app
+    from .gc_tuning import tune_for_serving
 
     settings = Settings()
     configure_logging(settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_for_serving()
+    return app
 
 
 async def _chat(args: argparse.Namespace) -> int:
