@@ -81,6 +81,8 @@ async def test_route_table_is_logged_at_start(server: ServerProcess) -> None:
     assert re.search(rf":{server.port}\s*\|\s*POST\s*\|\s*/api/chat\s*\|", log)
     assert re.search(r"\|\s*GET\s*\|\s*/hello\s*\|", log)
     assert "swagger ui is serving at address" in log
+    assert f"listening on http://127.0.0.1:{server.port}" in log
+    assert "setup plugin" not in log  # alembic's import-time chatter
 
 
 async def test_trace_id_header_and_log_lines(

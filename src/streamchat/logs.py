@@ -42,6 +42,9 @@ def configure_logging(level: str = "info") -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # Alembic (1.20) announces each of its autogenerate plugins at INFO when it is imported:
+    # seven lines at every start that say nothing about this server.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     # TraceMiddleware writes the access log (with the duration); uvicorn's would be a second
     # line per request, and a tenth of the time of a short stream.
     access = logging.getLogger("uvicorn.access")
