@@ -13,19 +13,24 @@ from .conftest import StartServer
 from .servers import free_port
 
 
-async def run_cli(*args: str) -> tuple[int, str, str]:
+async def run_streamchat(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """`python -m streamchat …` to its end: exit code, standard output, standard error."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "streamchat",
-        "chat",
         *args,
+        env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+async def run_cli(*args: str) -> tuple[int, str, str]:
+    return await run_streamchat("chat", *args)
 
 
 async def test_chat_prints_the_answer(start_server: StartServer) -> None:
@@ -52,20 +57,9 @@ async def test_chat_reports_an_unreachable_server() -> None:
 
 async def serve_on_taken_port(port: int) -> tuple[int, str]:
     """`streamchat serve` on a port that is taken: its exit code and what it printed."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "streamchat",
-        "serve",
-        "--port",
-        str(port),
-        env={**os.environ, "STREAMCHAT_PROVIDER": "echo"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode()
+    env = {**os.environ, "STREAMCHAT_PROVIDER": "echo"}
+    code, out, err = await run_streamchat("serve", "--port", str(port), env=env)
+    return code, out + err
 
 
 async def test_serve_refuses_a_port_another_program_listens_on() -> None:

@@ -109,7 +109,6 @@ def _serve(host: str | None, port: int | None, workers: int) -> int:
         timeout_graceful_shutdown=5,
         backlog=_LISTEN_BACKLOG,  # the event loop listens on the sockets again with it
     )
-    server = uvicorn.Server(config)
     log.info(
         "listening on http://%s:%d (%d worker%s)",
         settings.host,
@@ -117,17 +116,18 @@ def _serve(host: str | None, port: int | None, workers: int) -> int:
         workers,
         "s" if workers > 1 else "",
     )
+    server = uvicorn.Server(config)
     try:
         if workers > 1:
             Multiprocess(config, sockets=sockets).run()
-        else:
-            server.run(sockets=sockets)
+            return 0
+        server.run(sockets=sockets)
     except KeyboardInterrupt:  # as uvicorn.run: a second Ctrl+C during shutdown
         pass
     finally:
         for sock in sockets:
             sock.close()
-    return 0 if workers > 1 or server.started else _STARTUP_FAILURE
+    return 0 if server.started else _STARTUP_FAILURE
 
 
 async def _db_upgrade() -> int:
