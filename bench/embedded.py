@@ -189,7 +189,7 @@ def _child() -> None:
     from llama_cpp import Llama
 
     from streamchat.config import Settings
-    from streamchat.model_files import model_path
+    from streamchat.providers.model_files import model_path
 
     settings = Settings()
     path = model_path(settings, lambda message: print(message, file=sys.stderr))

@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright
 
-from streamchat.model_files import BUILTIN, ensure_builtin
+from streamchat.providers.model_files import BUILTIN, ensure_builtin
 
 from .dbs import database as database
 from .dbs import databases as databases

@@ -6,7 +6,7 @@ import orjson
 from pydantic import TypeAdapter
 
 from streamchat import events
-from streamchat.providers.base import Usage
+from streamchat.providers.base import TokenUsage
 from streamchat.schemas import DeltaEvent, EndEvent, ErrorEvent, StartEvent, StreamEvent
 
 ADAPTER: TypeAdapter[StreamEvent] = TypeAdapter(StreamEvent)
@@ -34,7 +34,7 @@ def test_delta_escapes_text() -> None:
 
 
 def test_end_with_and_without_usage() -> None:
-    assert isinstance(roundtrip(events.end(5, "stop", Usage(3, 4))), EndEvent)
+    assert isinstance(roundtrip(events.end(5, "stop", TokenUsage(3, 4))), EndEvent)
     assert orjson.loads(events.end(5, "cancelled", None))["usage"] is None
 
 

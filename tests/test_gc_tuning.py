@@ -1,4 +1,4 @@
-"""The server process's garbage collector settings (streamchat.gc_tuning)."""
+"""The server process's garbage collector settings (streamchat.server.gc_tuning)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import orjson
 
 PROBE = """
 import gc, orjson
-from streamchat.cli import worker_app
+from streamchat.server.serve import worker_app
 before = gc.get_freeze_count()
 app = worker_app()
 print(orjson.dumps({"before": before, "frozen": gc.get_freeze_count(),

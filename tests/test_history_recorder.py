@@ -7,7 +7,7 @@ import time
 
 from streamchat.generation import Generation, NativeFormat, Outcome
 from streamchat.hub import Hooks, MemoryHub
-from streamchat.providers.base import GenerateRequest, Usage
+from streamchat.providers.base import GenerateRequest, TokenUsage
 from streamchat.providers.echo import EchoStream
 from streamchat.recorder import FINISH_WAIT_SECONDS, AnswerRecorder
 from streamchat.store import NewTurn, Store, create_engine
@@ -36,7 +36,7 @@ async def test_a_thousand_tokens_make_at_most_one_write_per_64(store: Store) -> 
         text.append(f"{i} ")
         recorder.grew(text)
         await asyncio.sleep(0)  # the provider's socket read, where writes get to run
-    await recorder.finish(Outcome(text=text, usage=Usage(3, 1000)))
+    await recorder.finish(Outcome(text=text, usage=TokenUsage(3, 1000)))
     # Counted when written; timed saves (every 0.2 s) could add some, not in a loop this fast.
     assert 1 <= recorder.writes <= 1000 // 64
     assert await saved(store, turn) == ("".join(text), "complete")

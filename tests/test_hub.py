@@ -18,14 +18,14 @@ import pytest_asyncio
 
 from streamchat.hub import (
     Batch,
-    Changes,
     Hooks,
     MemoryHub,
     StreamHub,
     StreamNotFound,
     Subscription,
 )
-from streamchat.hub_redis import RedisHub
+from streamchat.hub.local import Changes
+from streamchat.hub.redis import RedisHub
 
 from .redisserver import SHARED_URL
 

@@ -12,8 +12,8 @@ import pytest_asyncio
 import redis.asyncio as redis
 
 from streamchat.hub import Batch, Hooks, HubUnavailable, StreamNotFound, Subscription
-from streamchat.hub_redis import RedisHub
-from streamchat.redis_wire import FLUSH, Keys, decode_batch, encode_batch
+from streamchat.hub.redis import RedisHub
+from streamchat.hub.redis_wire import FLUSH, Keys, decode_batch, encode_batch
 
 from .redisserver import SHARED_URL, RedisServer
 from .test_hub import eventually, flatten, read_all, read_count

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from streamchat.model_files import BUILTIN
+from streamchat.providers.model_files import BUILTIN
 
 from .localmodel import SMALL, local_settings
 from .servers import ServerProcess

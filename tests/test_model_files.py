@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from streamchat.config import Settings
-from streamchat.model_files import LocalModelError, ModelSpec, ensure_builtin, model_path
+from streamchat.providers.model_files import LocalModelError, ModelSpec, ensure_builtin, model_path
 
 PARTS = [b"GGUF" + b"a" * 996, b"b" * 1000, b"c" * 500]
 WHOLE = b"".join(PARTS)

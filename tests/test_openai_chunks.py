@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamchat.providers.base import Finish, TextDelta, UpstreamBadResponse, Usage
+from streamchat.providers.base import Finish, TextDelta, TokenUsage, UpstreamBadResponse
 from streamchat.providers.openai import _chunk_events
 
 HEAD = b'{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":['
@@ -24,7 +24,7 @@ def test_finish_usage_and_empty_chunks() -> None:
         Finish("stop")
     ]
     usage = b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":null}}'
-    assert _chunk_events(usage) == [Usage(3, 0)]
+    assert _chunk_events(usage) == [TokenUsage(3, 0)]
     assert _chunk_events(b'{"choices":null,"usage":null}') == []
 
 
@@ -44,4 +44,4 @@ def test_finish_usage_and_empty_chunks() -> None:
 def test_chunks_we_refuse(chunk: bytes, says: str) -> None:
     with pytest.raises(UpstreamBadResponse) as caught:
         _chunk_events(chunk)
-    assert says in caught.value.detail
+    assert says in (caught.value.detail or "")

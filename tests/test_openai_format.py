@@ -7,18 +7,22 @@ from typing import Any
 import orjson
 import pytest
 
-from streamchat.errors import AppError
+from streamchat.errors import Kind
 from streamchat.generation import Outcome
-from streamchat.openai_errors import from_app_error, is_openai_path
-from streamchat.openai_protocol import (
+from streamchat.openai.errors import from_failure, is_openai_path
+from streamchat.openai.formats import DONE, CompletionFormat, OpenAIChunkFormat
+from streamchat.openai.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
     ErrorResponse,
 )
-from streamchat.openai_stream import DONE, CompletionFormat, OpenAIChunkFormat
-from streamchat.providers.base import UpstreamBadResponse, UpstreamUnavailable, Usage
-from streamchat.schemas import Code
+from streamchat.providers.base import (
+    TokenUsage,
+    UpstreamBadResponse,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 
 
 def chunk(payload: bytes) -> ChatCompletionChunk:
@@ -36,7 +40,7 @@ def test_chunks_from_role_to_done() -> None:
     assert role.choices[0].delta.role == "assistant"
     text = 'quote " backslash \\ newline \n 中文 </script>'
     assert chunk(fmt.delta(1, text)).choices[0].delta.content == text
-    finish, done = fmt.closing(2, Outcome(text=[text], usage=Usage(1, 1)))
+    finish, done = fmt.closing(2, Outcome(text=[text], usage=TokenUsage(1, 1)))
     assert chunk(finish).choices[0].finish_reason == "stop"
     assert "usage" not in orjson.loads(finish), "no usage field unless asked for"
     assert done == DONE
@@ -47,7 +51,7 @@ def test_include_usage_puts_null_usage_on_every_chunk_and_a_usage_chunk_last() -
     payloads = [*fmt.opening("s1"), fmt.delta(1, "a")]
     assert [orjson.loads(p)["usage"] for p in payloads] == [None, None]
     finish, usage, done = fmt.closing(
-        2, Outcome(text=["a"], usage=Usage(3, 4), finish_reason="length")
+        2, Outcome(text=["a"], usage=TokenUsage(3, 4), finish_reason="length")
     )
     assert chunk(finish).choices[0].finish_reason == "length"
     last = chunk(usage)
@@ -68,11 +72,12 @@ def test_cancelled_is_stop_and_unknown_usage_sends_no_usage_chunk() -> None:
 def test_failure_is_an_error_chunk_then_done() -> None:
     fmt = OpenAIChunkFormat(model="m", created=7, include_usage=False)
     fmt.opening("s1")
-    error, done = fmt.closing(3, Outcome(text=["a"], error=("upstream_timeout", "too slow")))
+    failure = UpstreamTimeout("too slow")
+    error, done = fmt.closing(3, Outcome(text=["a"], error=failure))
     detail = ErrorResponse.model_validate_json(error).error
     assert (detail.code, detail.message, detail.type) == (
         "upstream_timeout",
-        "too slow",
+        "upstream model timed out: too slow",
         "server_error",
     )
     assert done == DONE
@@ -82,14 +87,16 @@ def test_completion_object() -> None:
     fmt = CompletionFormat(model="m", created=7)
     assert fmt.opening("s2") == []
     assert orjson.loads(fmt.delta(0, "a\n")) == "a\n"
-    [payload] = fmt.closing(2, Outcome(text=["a\n", "b"], usage=Usage(2, 2)))
+    [payload] = fmt.closing(2, Outcome(text=["a\n", "b"], usage=TokenUsage(2, 2)))
     completion = ChatCompletion.model_validate_json(payload)
     assert completion.id == "chatcmpl-s2"
     assert completion.choices[0].message.content == "a\nb"
     assert completion.usage is not None
     assert completion.usage.total_tokens == 4
-    [failure] = fmt.closing(2, Outcome(text=[], error=("upstream_error", "boom")))
-    assert ErrorResponse.model_validate_json(failure).error.message == "boom"
+    [failure] = fmt.closing(2, Outcome(text=[], error=UpstreamBadResponse("boom")))
+    assert fmt.failure is not None
+    assert fmt.failure.kind is Kind.UPSTREAM_ERROR
+    assert ErrorResponse.model_validate_json(failure).error.message == "upstream model failed: boom"
 
 
 def test_request_helpers() -> None:
@@ -130,13 +137,7 @@ def test_parameters_that_ask_for_nothing_are_accepted(neutral: dict[str, Any]) -
 
 
 def test_provider_refusal_keeps_the_upstream_status() -> None:
-    try:
-        try:
-            raise UpstreamBadResponse("HTTP 401: bad key", upstream_status=401)
-        except UpstreamBadResponse as exc:
-            raise AppError(502, Code.OPERATION_FAILED, exc.message_key, detail=exc.detail) from exc
-    except AppError as error:
-        status, body = from_app_error(error)
+    status, body = from_failure(UpstreamBadResponse("HTTP 401: bad key", upstream_status=401), 502)
     assert status == 401
     detail = ErrorResponse.model_validate_json(body).error
     assert (detail.type, detail.code) == ("authentication_error", "upstream_error")
@@ -144,13 +145,7 @@ def test_provider_refusal_keeps_the_upstream_status() -> None:
 
 
 def test_provider_refusal_without_upstream_status_keeps_ours() -> None:
-    try:
-        try:
-            raise UpstreamUnavailable("cannot connect")
-        except UpstreamUnavailable as exc:
-            raise AppError(503, Code.SERVER_BUSY, exc.message_key, detail=exc.detail) from exc
-    except AppError as error:
-        status, body = from_app_error(error)
+    status, body = from_failure(UpstreamUnavailable("cannot connect"), 503)
     assert status == 503
     assert ErrorResponse.model_validate_json(body).error.code == "upstream_unavailable"
 

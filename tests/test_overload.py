@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from streamchat.listeners import LISTENERS
+from streamchat.server.listeners import LISTENERS
 
 from .conftest import StartServer
 from .fakeupstream import FakeUpstream, Script

@@ -12,18 +12,13 @@ import logging
 import uuid
 
 from .config import Settings
-from .errors import AppError
+from .errors import Failure, Kind, Lang
 from .generation import Generation, NativeFormat, Recorder, StreamFormat
 from .history import History
-from .hub import Hooks, HubUnavailable, StreamHub, StreamNotFound, Subscription
+from .hub import Hooks, StreamHub, Subscription
 from .limits import StreamSlots
-from .providers.base import (
-    GenerateRequest,
-    Provider,
-    ProviderError,
-    ProviderStream,
-)
-from .schemas import ChatRequest, Code
+from .providers.base import GenerateRequest, Provider, ProviderError, ProviderStream
+from .schemas import ChatRequest
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +45,14 @@ class ChatService:
         """Whether the provider would accept a request now."""
         return await self._provider.ready()
 
-    async def start(self, request: ChatRequest) -> Subscription:
-        """Begin answering a native chat request; return the subscription its response follows."""
+    async def start(self, request: ChatRequest, lang: Lang = "zh") -> Subscription:
+        """Begin answering a native chat request; return the subscription its response follows.
+
+        `lang` is the language of the stream's `error` event, should the answer fail.
+        """
         model = self.resolve_model(request.model)
         if len(request.message) > self._settings.max_message_chars:
-            raise AppError(
-                413,
-                Code.VALIDATION_FAILED,
-                "message_too_long",
-                limit=self._settings.max_message_chars,
-            )
+            raise Failure(Kind.TOO_LONG, "message_too_long", limit=self._settings.max_message_chars)
         # The user's message is committed before anything is generated (or 404 / 503).
         turn = await self._history.begin(
             uid=request.uid,
@@ -72,6 +65,7 @@ class ChatService:
             conversation_id=turn.ids.conversation_id,
             message_id=turn.ids.answer_id,
             model=model,
+            lang=lang,
         )
         recorder = self._history.recorder(turn)
         try:
@@ -95,7 +89,7 @@ class ChatService:
     ) -> Subscription:
         """Have the provider accept `request`, then stream its answer into a new hub stream.
 
-        Raises `AppError` (5xx) if the provider refuses, or 503 beyond STREAMCHAT_MAX_STREAMS;
+        Raises the provider's `Failure` if it refuses, or `Kind.BUSY` beyond STREAMCHAT_MAX_STREAMS;
         returns a subscription from the stream's first event once it has accepted. `recorder`
         saves the answer as it grows.
         """
@@ -121,33 +115,21 @@ class ChatService:
             for payload in opening:
                 self._hub.append(stream_id, payload)
             subscription = await self._hub.subscribe(stream_id, after=-1)
-        except BaseException as exc:
+        except BaseException:
             # Nothing will iterate the accepted upstream: release it now (a local model's
             # queue place, an HTTP connection).
             await upstream.aclose()
-            if isinstance(exc, HubUnavailable):
-                raise _unavailable() from None
             raise
         self._launch(Generation(self._hub, stream_id, upstream, fmt, recorder), len(opening))
         return subscription
 
     async def follow(self, stream_id: str, after: int) -> Subscription:
-        """Resume a stream after index `after`."""
-        try:
-            return await self._hub.subscribe(stream_id, after)
-        except StreamNotFound:
-            raise _not_found(stream_id) from None
-        except HubUnavailable:
-            raise _unavailable() from None
+        """Resume a stream after index `after`; `StreamNotFound` or `HubUnavailable` if not."""
+        return await self._hub.subscribe(stream_id, after)
 
     async def cancel(self, stream_id: str) -> bool:
         """Stop a generation, on whichever node runs it; False if it had already ended."""
-        try:
-            return await self._hub.request_cancel(stream_id)
-        except StreamNotFound:
-            raise _not_found(stream_id) from None
-        except HubUnavailable:
-            raise _unavailable() from None
+        return await self._hub.request_cancel(stream_id)
 
     async def close(self) -> None:
         """Interrupt every running generation and wait for their final events."""
@@ -164,7 +146,7 @@ class ChatService:
         if requested is None or requested == "":
             return models[0]
         if requested not in models:
-            raise AppError(400, Code.VALIDATION_FAILED, "model_unknown", model=requested)
+            raise Failure(Kind.VALIDATION, "model_unknown", model=requested)
         return requested
 
     async def _open(self, request: GenerateRequest) -> ProviderStream:
@@ -172,12 +154,7 @@ class ChatService:
             return await self._provider.open(request)
         except ProviderError as exc:
             log.warning("provider refused the request: %s", exc.detail)
-            raise AppError(
-                exc.status,
-                Code.SERVER_BUSY if exc.status == 503 else Code.OPERATION_FAILED,
-                exc.message_key,
-                detail=exc.detail,
-            ) from exc
+            raise
 
     def _launch(self, generation: Generation, first_index: int) -> None:
         stream_id = generation.stream_id
@@ -218,11 +195,3 @@ class ChatService:
         if stream_id in self._generations and await self._hub.followers(stream_id) == 0:
             log.info("stream %s: no follower left, interrupting the generation", stream_id)
             self._stop(stream_id, "interrupted")
-
-
-def _not_found(stream_id: str) -> AppError:
-    return AppError(404, Code.NOT_FOUND, "stream_not_found", stream_id=stream_id)
-
-
-def _unavailable() -> AppError:
-    return AppError(503, Code.SERVER_BUSY, "stream_unavailable")

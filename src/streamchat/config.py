@@ -77,6 +77,12 @@ class Settings(BaseSettings):
         64 * 1024 * 1024, ge=0, description="Memory budget for finished, replayable streams."
     )
 
+    direct_routes: bool = Field(
+        True,
+        description="Serve the two stream-starting routes without FastAPI's per-request stack "
+        "(server/direct.py); off: through FastAPI like every other route.",
+    )
+
     database_url: str = Field(
         "sqlite+aiosqlite:///./streamchat.db",
         description="SQLAlchemy async URL: sqlite+aiosqlite:///… or postgresql+asyncpg://…",

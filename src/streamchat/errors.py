@@ -1,10 +1,16 @@
-"""Our error types and their messages, in Chinese (the default) and English."""
+"""The one failure type, its kinds, and their messages in Chinese (the default) and English.
+
+A `Failure` travels from where it happens (a route's check, the store, the hub, a provider)
+to where it is written (an HTTP error, a stream's `error` event, the stored answer) as this
+typed value: its `kind` says what went wrong, its message key and parameters what the person
+reads, `detail` what the log gets. Nothing here knows HTTP: statuses and envelope codes are
+chosen at the HTTP edge (routes/failures.py).
+"""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Literal
-
-from .schemas import Code
 
 Lang = Literal["zh", "en"]
 
@@ -46,6 +52,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "conversation {conversation_id} not found",
     ),
     "cursor_invalid": ("分页游标无效", "invalid pagination cursor"),
+    "interrupted": (
+        "回答被中断: 没有客户端在接收",
+        "the answer was interrupted: nobody was listening",
+    ),
+    "stream_lost": (
+        "流服务(Redis)长时间不可达,回答被中断",
+        "the stream store (Redis) is out of reach: the answer was interrupted",
+    ),
     "stream_unavailable": (
         "流服务(Redis)暂不可用,请稍后再试",
         "the stream store (Redis) is unavailable, retry later",
@@ -82,24 +96,54 @@ def pick_language(accept_language: str | None) -> Lang:
     return best[1]
 
 
-class AppError(Exception):
-    """An error with an HTTP status, an envelope code and a translatable message."""
+class Kind(StrEnum):
+    """What went wrong. The value is also the `code` of a stream's `error` event."""
+
+    INVALID_REQUEST = "invalid_request"  # the request itself is malformed
+    UNSUPPORTED_MEDIA = "unsupported_media_type"
+    VALIDATION = "validation_failed"  # a field breaks its rule
+    TOO_LONG = "too_long"  # a field is longer than allowed
+    BODY_TOO_LARGE = "body_too_large"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    BUSY = "server_busy"
+    DATABASE = "database_unavailable"
+    STREAM_UNAVAILABLE = "stream_unavailable"
+    UPSTREAM_ERROR = "upstream_error"
+    UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    INTERRUPTED = "interrupted"
+    INTERNAL = "internal_error"
+
+
+class Failure(Exception):
+    """Something that failed, as one typed value (see the module's docstring).
+
+    `detail` is for the log; `upstream_status` is the status an upstream answered with;
+    `retry_after` (seconds) tells a client when trying again may work.
+    """
+
+    kind: Kind = Kind.INTERNAL
+    key: str = "internal_error"
 
     def __init__(
         self,
-        status: int,
-        code: Code,
-        key: str,
-        headers: dict[str, str] | None = None,
+        kind: Kind | None = None,
+        key: str | None = None,
+        *,
+        detail: str | None = None,
+        upstream_status: int | None = None,
+        retry_after: int | None = None,
         **params: object,
     ) -> None:
-        super().__init__(key)
-        self.status = status
-        self.code = code
-        self.key = key
+        self.kind = kind or type(self).kind
+        self.key = key or type(self).key
+        self.detail = detail
+        self.upstream_status = upstream_status
+        self.retry_after = retry_after
         self.params = params
-        self.headers = headers or {}
+        super().__init__(detail or self.key)
 
     def message(self, lang: Lang) -> str:
         """The message in the client's language."""
-        return translate(self.key, lang, **self.params)
+        return translate(self.key, lang, **{"detail": self.detail, **self.params})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import orjson
 
-from .providers.base import Usage
+from .providers.base import TokenUsage
 
 
 def start(*, uid: int, conversation_id: str, message_id: str, stream_id: str, model: str) -> bytes:
@@ -32,7 +32,7 @@ def delta(index: int, text: str) -> bytes:
     return b'{"type":"delta","index":%d,"is_end":false,"delta":%b}' % (index, orjson.dumps(text))
 
 
-def end(index: int, finish_reason: str, usage: Usage | None) -> bytes:
+def end(index: int, finish_reason: str, usage: TokenUsage | None) -> bytes:
     """The final `end` event."""
     return orjson.dumps(
         {

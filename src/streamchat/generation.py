@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from . import events
+from .errors import Failure, Kind, Lang
 from .hub import StreamHub
-from .providers.base import Finish, ProviderError, ProviderStream, TextDelta, Usage
+from .providers.base import Finish, ProviderError, ProviderStream, TextDelta, TokenUsage
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +25,9 @@ class Outcome:
     """How a generation ended, for the final event and the store."""
 
     text: list[str]
-    usage: Usage | None = None
+    usage: TokenUsage | None = None
     finish_reason: str = "stop"
-    error: tuple[str, str] | None = None
+    error: Failure | None = None
 
 
 class Recorder(Protocol):
@@ -60,11 +61,14 @@ class StreamFormat(Protocol):
 class NativeFormat:
     """The native `/api/chat` events (DESIGN.md §3)."""
 
-    def __init__(self, *, uid: int, conversation_id: str, message_id: str, model: str) -> None:
+    def __init__(
+        self, *, uid: int, conversation_id: str, message_id: str, model: str, lang: Lang = "zh"
+    ) -> None:
         self.uid = uid
         self.conversation_id = conversation_id
         self.message_id = message_id
         self.model = model
+        self.lang: Lang = lang
 
     def opening(self, stream_id: str) -> list[bytes]:
         """The `start` event."""
@@ -85,7 +89,8 @@ class NativeFormat:
     def closing(self, index: int, outcome: Outcome) -> list[bytes]:
         """One `end` or `error` event."""
         if outcome.error is not None:
-            return [events.error(index, *outcome.error)]
+            error = outcome.error
+            return [events.error(index, error.kind.value, error.message(self.lang))]
         return [events.end(index, outcome.finish_reason, outcome.usage)]
 
 
@@ -131,15 +136,15 @@ class Generation:
             if self.stop_reason == "cancelled":
                 outcome.finish_reason = "cancelled"
             elif self.stop_reason == "lost":
-                outcome.error = ("stream_unavailable", "the stream store (Redis) is out of reach")
+                outcome.error = Failure(Kind.STREAM_UNAVAILABLE, "stream_lost")
             else:
-                outcome.error = ("interrupted", "the answer was interrupted: nobody was listening")
+                outcome.error = Failure(Kind.INTERRUPTED, "interrupted")
         except ProviderError as exc:
             log.warning("stream %s: provider failed: %s", self.stream_id, exc.detail)
-            outcome.error = (exc.code, exc.detail)
+            outcome.error = exc
         except Exception:
             log.exception("stream %s: generation failed", self.stream_id)
-            outcome.error = ("internal_error", "internal server error")
+            outcome.error = Failure(Kind.INTERNAL, "internal_error")
         finally:
             await self.upstream.aclose()
         self.closing = True
@@ -162,7 +167,7 @@ class Generation:
                     grew(outcome.text)
                 index += 1
                 self.index = index
-            elif type(event) is Usage:
+            elif type(event) is TokenUsage:
                 outcome.usage = event
             elif type(event) is Finish:
                 outcome.finish_reason = event.reason

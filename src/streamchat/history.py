@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from .config import Settings
-from .errors import AppError
+from .errors import Failure, Kind
 from .providers.base import ChatMessage, Role
 from .recorder import AnswerRecorder
-from .schemas import Code, ConversationPage, MessageList
+from .schemas import ConversationPage, MessageList
 from .store import NewTurn, Store
 
 TITLE_CHARS = 50
@@ -47,13 +47,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     """The position `encode_cursor` made; a 400 if it did not make this one."""
     match = _CURSOR.fullmatch(cursor)
     if match is None:
-        raise AppError(400, Code.VALIDATION_FAILED, "cursor_invalid")
+        raise Failure(Kind.VALIDATION, "cursor_invalid")
     micros, conversation_id = match.groups()
     return _EPOCH + timedelta(microseconds=int(micros)), conversation_id
 
 
-def _not_found(conversation_id: str) -> AppError:
-    return AppError(404, Code.NOT_FOUND, "conversation_not_found", conversation_id=conversation_id)
+def _not_found(conversation_id: str) -> Failure:
+    return Failure(Kind.NOT_FOUND, "conversation_not_found", conversation_id=conversation_id)
 
 
 class History:

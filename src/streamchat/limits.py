@@ -6,8 +6,7 @@ and `Retry-After`, so a load balancer or a client backs off instead of piling on
 
 from __future__ import annotations
 
-from .errors import AppError
-from .schemas import Code
+from .errors import Failure, Kind
 
 # Streams last seconds to minutes: asking for a retry sooner would mostly meet a full server.
 RETRY_AFTER_SECONDS = 5
@@ -23,14 +22,9 @@ class StreamSlots:
         self.taken = 0
 
     def take(self) -> None:
-        """Take a slot for a new stream, or raise the 503 `AppError` when all are taken."""
+        """Take a slot for a new stream, or raise `Kind.BUSY` when all are taken."""
         if self.limit and self.taken >= self.limit:
-            raise AppError(
-                503,
-                Code.SERVER_BUSY,
-                "server_busy",
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-            )
+            raise Failure(Kind.BUSY, "server_busy", retry_after=RETRY_AFTER_SECONDS)
         self.taken += 1
 
     def give_back(self, *_: object) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .errors import AppError
+from .errors import Failure, Kind
 from .generation import Outcome
 from .schemas import MessageStatus, Usage
 from .store import Store, StoreUnavailable
@@ -26,9 +26,10 @@ FINISH_WAIT_SECONDS = 2.0
 
 def final_status(outcome: Outcome) -> tuple[MessageStatus, str | None]:
     """The stored status of an answer that ended with `outcome`, and its error text."""
-    if outcome.error is not None:
-        code, message = outcome.error
-        return ("interrupted", message) if code == "interrupted" else ("error", message)
+    error = outcome.error
+    if error is not None:
+        message = error.message("en")
+        return ("interrupted", message) if error.kind is Kind.INTERRUPTED else ("error", message)
     if outcome.finish_reason == "cancelled":
         return "cancelled", None
     return "complete", None
@@ -104,6 +105,5 @@ class AnswerRecorder:
 
 
 def _describe(error: BaseException) -> str:
-    if isinstance(error, AppError):
-        return error.message("en")
-    return "internal server error"
+    failure = error if isinstance(error, Failure) else Failure(Kind.INTERNAL, "internal_error")
+    return failure.message("en")

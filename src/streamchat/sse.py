@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 PING = b": ping\n\n"
-DONE = b"data: [DONE]\n\n"
 
 
 def frame(payloads: Sequence[bytes]) -> bytes:

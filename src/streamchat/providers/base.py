@@ -1,7 +1,7 @@
 """What every provider is: chat messages in, an async stream of typed events out.
 
 Providers know nothing of our HTTP side. Foreign errors (aiohttp, llama.cpp, …) become the
-`ProviderError` family here, at the provider boundary, exactly once.
+`ProviderError` family (our `Failure`s) at the provider boundary, exactly once.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
+
+from ..errors import Failure, Kind
 
 Role = Literal["system", "user", "assistant"]
 
@@ -43,7 +45,7 @@ class TextDelta:
 
 
 @dataclass(slots=True, frozen=True)
-class Usage:
+class TokenUsage:
     """Token counts reported for the whole exchange."""
 
     prompt_tokens: int
@@ -57,7 +59,7 @@ class Finish:
     reason: Literal["stop", "length"]
 
 
-ProviderEvent = TextDelta | Usage | Finish
+ProviderEvent = TextDelta | TokenUsage | Finish
 
 
 class ProviderStream(Protocol):
@@ -94,33 +96,28 @@ class Provider(Protocol):
         ...
 
 
-class ProviderError(Exception):
-    """A provider could not do what was asked. `status` is the HTTP status it maps to."""
+class ProviderError(Failure):
+    """A provider could not do what was asked: the upstream failed or answered badly."""
 
-    status = 502
-    code = "upstream_error"
-    message_key = "upstream_bad_response"
+    kind = Kind.UPSTREAM_ERROR
+    key = "upstream_bad_response"
 
     def __init__(self, detail: str, *, upstream_status: int | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.upstream_status = upstream_status
+        super().__init__(detail=detail, upstream_status=upstream_status)
 
 
 class UpstreamUnavailable(ProviderError):
     """The provider refused or could not be reached (connection refused, full queue)."""
 
-    status = 503
-    code = "upstream_unavailable"
-    message_key = "upstream_unavailable"
+    kind = Kind.UPSTREAM_UNAVAILABLE
+    key = "upstream_unavailable"
 
 
 class UpstreamTimeout(ProviderError):
     """The provider did not answer in time."""
 
-    status = 504
-    code = "upstream_timeout"
-    message_key = "upstream_timeout"
+    kind = Kind.UPSTREAM_TIMEOUT
+    key = "upstream_timeout"
 
 
 class UpstreamBadResponse(ProviderError):

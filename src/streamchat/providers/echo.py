@@ -6,7 +6,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 
-from .base import Finish, GenerateRequest, ProviderEvent, TextDelta, Usage
+from .base import Finish, GenerateRequest, ProviderEvent, TextDelta, TokenUsage
 
 # A piece is one CJK character, or a run of other non-space characters with the spaces
 # before it: deterministic, and small enough that a stream visibly grows.
@@ -50,7 +50,7 @@ class EchoStream:
                 await asyncio.sleep(self._delay)
             yield TextDelta(part)
         prompt_tokens = sum(len(pieces(m.content)) for m in messages)
-        yield Usage(prompt_tokens=prompt_tokens, completion_tokens=len(parts))
+        yield TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=len(parts))
         truncated = limit is not None and len(pieces(answer)) > limit
         yield Finish("length" if truncated else "stop")
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..model_files import LocalModelError
-from .base import Finish, ProviderError, ProviderEvent, TextDelta, UpstreamBadResponse, Usage
+from .base import Finish, ProviderError, ProviderEvent, TextDelta, TokenUsage, UpstreamBadResponse
+from .model_files import LocalModelError
 from .stops import StopScanner
 
 if TYPE_CHECKING:
@@ -213,7 +213,7 @@ class LlamaModel:
         if answer is None:
             job.stats = _cancelled_stats(job)
             return
-        job.emit(Usage(prompt_tokens=len(prompt), completion_tokens=answer.tokens))
+        job.emit(TokenUsage(prompt_tokens=len(prompt), completion_tokens=answer.tokens))
         job.emit(Finish(answer.reason))
         first = answer.first_at - started if answer.tokens else 0.0
         spent = answer.last_at - answer.first_at

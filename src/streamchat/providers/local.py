@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..config import Settings
-from ..model_files import model_path
 from .base import (
     GenerateRequest,
     ProviderError,
@@ -27,6 +26,7 @@ from .base import (
     UpstreamUnavailable,
 )
 from .llamacpp import Job, LlamaModel, check_loadable
+from .model_files import model_path
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def prepare(settings: Settings) -> Path:
     return path
 
 
-class LocalStream:
+class ModelStream:
     """One accepted generation: its events arrive from the worker thread through a queue."""
 
     def __init__(self, provider: LocalProvider, job: Job, queue: _Queue) -> None:
@@ -115,7 +115,7 @@ class LocalProvider:
         """Ready once the model is loaded."""
         return self._model is not None
 
-    async def open(self, request: GenerateRequest) -> LocalStream:
+    async def open(self, request: GenerateRequest) -> ModelStream:
         """Queue the request for the model, or refuse it at once if the queue is full."""
         if self._model is None or self._executor is None:
             raise UpstreamUnavailable("the local model is not loaded")
@@ -147,7 +147,7 @@ class LocalProvider:
         future.add_done_callback(
             lambda _: loop.call_soon_threadsafe(self._done, job, accepted, context=context)
         )
-        return LocalStream(self, job, queue)
+        return ModelStream(self, job, queue)
 
     def release(self, job: Job) -> None:
         """The stream was closed: stop its generation and free its place in the queue."""

@@ -21,10 +21,10 @@ from .base import (
     ProviderError,
     ProviderEvent,
     TextDelta,
+    TokenUsage,
     UpstreamBadResponse,
     UpstreamTimeout,
     UpstreamUnavailable,
-    Usage,
 )
 
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -117,7 +117,7 @@ def _chunk_events(data: bytes) -> list[ProviderEvent]:
             events.append(Finish("length" if reason == "length" else "stop"))
     usage = chunk.usage
     if usage is not None:
-        events.append(Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0))
+        events.append(TokenUsage(usage.prompt_tokens or 0, usage.completion_tokens or 0))
     return events
 
 

@@ -6,9 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
 
+from ..errors import pick_language
 from ..schemas import CancelResult, ChatRequest, Envelope, StreamEvent
-from ..streaming import EventStreamResponse
 from .deps import ChatDep, SettingsDep, chat_of, settings_of
+from .responses import EventStreamResponse
 
 router = APIRouter(prefix="/api", tags=["chat 聊天"])
 
@@ -44,7 +45,8 @@ async def chat(body: ChatRequest, request: Request) -> EventStreamResponse:
     """Answer one message as a stream of `start`, `delta`…, then `end` or `error` events."""
     # Also served by DirectRoutes (routes/direct.py), which calls this function as it is.
     settings = settings_of(request)
-    subscription = await chat_of(request).start(body)
+    lang = pick_language(request.headers.get("accept-language"))
+    subscription = await chat_of(request).start(body, lang)
     return EventStreamResponse(
         subscription,
         ping_seconds=settings.ping_seconds,

@@ -4,19 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 
-from ..history import History
 from ..schemas import ConversationPage, Envelope, MessageList
+from .deps import HistoryDep
 
-
-def get_history(request: Request) -> History:
-    """The conversation history of this app."""
-    history: History = request.app.state.history
-    return history
-
-
-HistoryDep = Annotated[History, Depends(get_history)]
 Uid = Annotated[int, Query(ge=1, description="User id (用户ID): only their conversations")]
 ConversationId = Annotated[str, Path(max_length=64, description="The conversation's id")]
 

@@ -1,13 +1,19 @@
-"""Dependencies the routes declare as annotated types."""
+"""What the routes take from the app: plain functions of the request, and the same as
+annotated dependencies for FastAPI (one definition each; DirectRoutes' endpoints call the
+functions, FastAPI's call them through `Depends`)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 
 from ..chat import ChatService
 from ..config import Settings
+from ..history import History
+
+T = TypeVar("T")
 
 
 def settings_of(request: Request) -> Settings:
@@ -22,16 +28,21 @@ def chat_of(request: Request) -> ChatService:
     return chat
 
 
-# Async, so that FastAPI calls them in the loop (a plain function would go to a thread).
-async def get_settings(request: Request) -> Settings:
-    """The settings `create_app` was built with."""
-    return settings_of(request)
+def history_of(request: Request) -> History:
+    """The conversation history of this app."""
+    history: History = request.app.state.history
+    return history
 
 
-async def get_chat(request: Request) -> ChatService:
-    """The chat service of this app."""
-    return chat_of(request)
+def _in_loop(of: Callable[[Request], T]) -> Callable[[Request], Awaitable[T]]:
+    """`of` as an async dependency, so that FastAPI calls it in the loop, not in a thread."""
+
+    async def dependency(request: Request) -> T:
+        return of(request)
+
+    return dependency
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-ChatDep = Annotated[ChatService, Depends(get_chat)]
+SettingsDep = Annotated[Settings, Depends(_in_loop(settings_of))]
+ChatDep = Annotated[ChatService, Depends(_in_loop(chat_of))]
+HistoryDep = Annotated[History, Depends(_in_loop(history_of))]

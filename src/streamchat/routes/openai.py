@@ -8,18 +8,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
-from ..errors import AppError
-from ..openai_protocol import (
+from ..errors import Failure, Kind
+from ..openai.formats import CompletionFormat
+from ..openai.protocol import (
     ChatCompletion,
     ChatCompletionRequest,
     ErrorResponse,
     ModelCard,
     ModelList,
 )
-from ..openai_serving import CompletionResponse, start_completion
-from ..schemas import Code
-from ..streaming import EventStreamResponse
+from ..openai.serving import start_completion
 from .deps import ChatDep, SettingsDep, chat_of, settings_of
+from .responses import CompletionResponse, EventStreamResponse
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 
@@ -60,16 +60,16 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     """Answer the conversation, streamed as chunks or as one `chat.completion` object."""
     # Also served by DirectRoutes (routes/direct.py), which calls this function as it is.
     settings = settings_of(request)
-    subscription = await start_completion(
+    subscription, fmt = await start_completion(
         chat_of(request), body, max_message_chars=settings.max_message_chars
     )
-    if body.stream:
+    if not isinstance(fmt, CompletionFormat):
         return EventStreamResponse(
             subscription,
             ping_seconds=settings.ping_seconds,
             send_timeout=settings.send_timeout_seconds,
         )
-    return CompletionResponse(subscription, idle_seconds=settings.ping_seconds)
+    return CompletionResponse(subscription, fmt, idle_seconds=settings.ping_seconds)
 
 
 @router.get("/models", summary="List the models", responses=_ERRORS)
@@ -84,7 +84,7 @@ async def retrieve_model(
 ) -> ModelCard:
     """One model, or 404."""
     if model not in chat.models():
-        raise AppError(404, Code.NOT_FOUND, "model_unknown", model=model)
+        raise Failure(Kind.NOT_FOUND, "model_unknown", model=model)
     return _card(model, settings.provider)
 
 

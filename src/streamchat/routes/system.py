@@ -7,8 +7,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 
 from ..schemas import Code, Envelope, Health
-from .conversations import HistoryDep
-from .deps import ChatDep
+from .deps import ChatDep, HistoryDep
 
 router = APIRouter(tags=["system"])
 

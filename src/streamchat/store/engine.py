@@ -20,8 +20,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from ..errors import AppError
-from ..schemas import Code
+from ..errors import Failure, Kind
 
 log = logging.getLogger(__name__)
 # Alembic announces each of its autogenerate plugins at INFO, at every start-up.
@@ -32,12 +31,15 @@ _BEGIN_MODE = "streamchat_sqlite_begin"
 _TIMEOUT = "streamchat_sqlite_timeout"
 
 
-class StoreUnavailable(AppError):
-    """The database could not be reached or failed: a 503 envelope with code 52."""
+class StoreUnavailable(Failure):
+    """The database could not be reached or failed."""
+
+    kind = Kind.DATABASE
+    key = "database_unavailable"
 
     def __init__(self, detail: str) -> None:
-        super().__init__(503, Code.DB_OPERATION_ERROR, "database_unavailable")
-        self.detail = detail
+        super().__init__(detail=detail)
+        self.detail: str = detail
 
     def __str__(self) -> str:
         return f"database unavailable: {self.detail}"

@@ -93,7 +93,7 @@ class TurnWrite:
 
 
 @dataclass(slots=True)
-class Finish:
+class FinishWrite:
     """An answer's end to write, and who waits for it."""
 
     values: dict[str, Any]
@@ -106,7 +106,7 @@ class Round:
 
     turns: list[TurnWrite] = field(default_factory=list)
     progress: dict[str, Progress | str] = field(default_factory=dict)
-    finishes: dict[str, Finish] = field(default_factory=dict)
+    finishes: dict[str, FinishWrite] = field(default_factory=dict)
     flushed: asyncio.Future[bool] | None = None  # for those who wait for the whole round
 
     def __bool__(self) -> bool:
@@ -173,7 +173,7 @@ class GroupWriter:
         self._dirty.pop(message_id, None)
         self._next.progress.pop(message_id, None)
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._next.finishes[message_id] = Finish(values | {"b_id": message_id}, done)
+        self._next.finishes[message_id] = FinishWrite(values | {"b_id": message_id}, done)
         self._kick()
         return done
 

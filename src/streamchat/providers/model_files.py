@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Settings
+from ..config import Settings
 
 Report = Callable[[str], None]
 

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .. import handlers
+from . import handlers
 
 Endpoint = Callable[[Any, Request], Awaitable[Response]]
 

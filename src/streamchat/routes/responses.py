@@ -1,4 +1,5 @@
-"""The response that follows a hub subscription and writes it as Server-Sent Events.
+"""The two responses that follow a hub subscription: Server-Sent Events, and the
+non-streamed OpenAI answer.
 
 Why not `fastapi.sse` or sse-starlette: we need the ping interval as a setting, events that
 are ready together coalesced into one write (the hot path at high token rates), a deadline
@@ -25,8 +26,10 @@ from typing import Any, TypeVar
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from . import sse
-from .hub import Subscription
+from .. import sse
+from ..hub import Subscription
+from ..openai.formats import CompletionFormat
+from . import failures
 
 log = logging.getLogger(__name__)
 
@@ -191,3 +194,52 @@ def _abort(receive: Receive) -> bool:
 async def _wait_for_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+class CompletionResponse(Response):
+    """A non-streamed answer: waits for the generation's last event and sends it as JSON.
+
+    Its lifetime is a race with the client's disconnect, as for a stream: a client that
+    leaves closes the subscription, which lets the generation be abandoned (after the grace
+    period). The status is decided at the end, so a generation that fails is an HTTP error.
+    """
+
+    media_type = "application/json"
+
+    def __init__(
+        self, subscription: Subscription, fmt: CompletionFormat, *, idle_seconds: float
+    ) -> None:
+        self.subscription = subscription
+        self.format = fmt
+        self.idle_seconds = idle_seconds
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            answer = await until_disconnect(receive, self._last_event())
+        finally:
+            await self.subscription.close()
+        if answer is None:
+            return  # the client went away
+        payload = answer.result()
+        failure = self.format.failure
+        status = 200 if failure is None else failures.status_of(failure)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _last_event(self) -> bytes:
+        last = b""
+        while True:
+            batch = await self.subscription.next(self.idle_seconds)
+            if batch is None:
+                continue
+            if batch.payloads:
+                last = batch.payloads[-1]
+            if batch.ended:
+                return last

@@ -18,7 +18,8 @@ from typing import cast
 import redis.asyncio as redis
 from redis.commands.core import AsyncScript
 
-from .hub import Batch, Changes, HubUnavailable, StreamNotFound
+from .base import Batch, HubUnavailable, StreamNotFound
+from .local import Changes
 from .redis_wire import (
     DATA_FIELD,
     END_FIELD,

@@ -26,7 +26,8 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from .hub import Batch, Hooks, HubUnavailable, LocalStream
+from .base import Batch, Hooks, HubUnavailable
+from .local import LocalStream
 from .redis_wire import (
     FLUSH,
     REDIS_ERRORS,

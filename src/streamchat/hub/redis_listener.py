@@ -20,7 +20,7 @@ import redis.asyncio as redis
 from redis import exceptions as redis_errors
 from redis.asyncio.client import PubSub
 
-from .hub import HubUnavailable
+from .base import HubUnavailable
 from .redis_wire import REDIS_ERRORS, backoff
 
 log = logging.getLogger(__name__)

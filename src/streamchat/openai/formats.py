@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import orjson
 
-from . import openai_errors
-from .generation import Outcome
-from .providers.base import Usage
+from ..errors import Failure
+from ..generation import Outcome
+from ..providers.base import TokenUsage
+from . import errors as openai_errors
 
 DONE = b"[DONE]"
 
@@ -30,18 +31,13 @@ def finish_reason(outcome: Outcome) -> str:
     return "length" if outcome.finish_reason == "length" else "stop"
 
 
-def usage_object(usage: Usage) -> dict[str, int]:
+def usage_object(usage: TokenUsage) -> dict[str, int]:
     """OpenAI's usage object."""
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.prompt_tokens + usage.completion_tokens,
     }
-
-
-def error_chunk(code: str, message: str) -> bytes:
-    """The data chunk that reports a failure after the stream began."""
-    return openai_errors.body(openai_errors.failure_status(code), message, code=code)
 
 
 class OpenAIChunkFormat:
@@ -80,7 +76,7 @@ class OpenAIChunkFormat:
         OpenAI's clients raise on the error chunk itself.
         """
         if outcome.error is not None:
-            return [error_chunk(*outcome.error), DONE]
+            return [openai_errors.stream_error(outcome.error), DONE]
         chunks = [self._choice(b"{}", b'"%b"' % finish_reason(outcome).encode())]
         if self.include_usage and outcome.usage is not None:
             usage = orjson.dumps(usage_object(outcome.usage))
@@ -108,6 +104,7 @@ class CompletionFormat:
         self.model = model
         self.created = created
         self._id = ""
+        self.failure: Failure | None = None  # how it failed, once it has ended
 
     def opening(self, stream_id: str) -> list[bytes]:
         """Nothing before the text."""
@@ -119,9 +116,10 @@ class CompletionFormat:
         return orjson.dumps(text)
 
     def closing(self, index: int, outcome: Outcome) -> list[bytes]:
-        """The `chat.completion` object, or the error object."""
+        """The `chat.completion` object, or the error object (and `failure` is set)."""
         if outcome.error is not None:
-            return [error_chunk(*outcome.error)]
+            self.failure = outcome.error
+            return [openai_errors.stream_error(outcome.error)]
         completion: dict[str, object] = {
             "id": self._id,
             "object": "chat.completion",

@@ -12,19 +12,9 @@ from typing import Any
 
 import orjson
 
-from .errors import AppError
-from .providers.base import ProviderError
-
-OPENAI_PREFIX = "/v1"
-
-# Status of a non-streamed answer whose generation failed after the provider accepted it,
-# by the code of the failure (`Outcome.error`).
-_STATUS_OF_FAILURE = {
-    "upstream_error": 502,
-    "upstream_unavailable": 503,
-    "upstream_timeout": 504,
-    "interrupted": 503,
-}
+from ..access.ticket import Api, api_of
+from ..errors import Failure
+from ..providers.base import ProviderError
 
 # OpenAI's `code` for our message keys, where it has one, and the parameter at fault.
 _CODE_OF_KEY = {
@@ -42,7 +32,7 @@ _TYPE_NAMES = {"str", "int", "float", "bool", "dict", "list", "none"}
 
 def is_openai_path(path: str) -> bool:
     """Whether a request path belongs to the OpenAI-compatible API."""
-    return path == OPENAI_PREFIX or path.startswith(OPENAI_PREFIX + "/")
+    return api_of(path) is Api.OPENAI
 
 
 def error_type(status: int) -> str:
@@ -64,21 +54,26 @@ def body(status: int, message: str, *, code: str | None, param: str | None = Non
     return orjson.dumps({"error": detail})
 
 
-def from_app_error(error: AppError) -> tuple[int, bytes]:
-    """Status and body for one of our errors.
+def from_failure(failure: Failure, status: int) -> tuple[int, bytes]:
+    """Status and body for one of our failures, whose status at the HTTP edge is `status`.
 
     A provider's refusal keeps the upstream's own status (401, 404, 429, …) when it answered
     with one, so a gateway in front of OpenAI reports what OpenAI said.
     """
-    cause = error.__cause__
-    if isinstance(cause, ProviderError):
-        status = cause.upstream_status or error.status
-        if not 400 <= status < 600:
-            status = error.status
-        return status, body(status, error.message("en"), code=cause.code)
-    code = _CODE_OF_KEY.get(error.key, error.key)
-    param = _PARAM_OF_KEY.get(error.key)
-    return error.status, body(error.status, error.message("en"), code=code, param=param)
+    if isinstance(failure, ProviderError):
+        upstream = failure.upstream_status
+        if upstream is not None and 400 <= upstream < 600:
+            status = upstream
+        return status, body(status, failure.message("en"), code=failure.kind.value)
+    code = _CODE_OF_KEY.get(failure.key, failure.key)
+    param = _PARAM_OF_KEY.get(failure.key)
+    return status, body(status, failure.message("en"), code=code, param=param)
+
+
+def stream_error(failure: Failure) -> bytes:
+    """The error object of an answer that failed after it began: always the server's fault
+    (upstream, interruption, the stream store), so OpenAI's `server_error`."""
+    return body(500, failure.message("en"), code=failure.kind.value)
 
 
 def from_validation(errors: Sequence[Any], content_type: str) -> tuple[int, bytes]:
@@ -113,8 +108,3 @@ def _dotted(loc: Sequence[int | str]) -> str | None:
     """
     parts = [str(p) for p in loc if not (isinstance(p, str) and (p in _TYPE_NAMES or "[" in p))]
     return ".".join(parts) or None
-
-
-def failure_status(code: str) -> int:
-    """The status of a non-streamed answer whose generation failed with `code`."""
-    return _STATUS_OF_FAILURE.get(code, 500)

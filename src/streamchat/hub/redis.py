@@ -21,7 +21,8 @@ import logging
 import uuid
 from typing import cast
 
-from .hub import Hooks, HubUnavailable, LocalSubscription, StreamNotFound, Subscription
+from .base import Hooks, HubUnavailable, StreamNotFound, Subscription
+from .local import LocalSubscription
 from .redis_listener import Listener
 from .redis_mirror import Mirror, RemoteSubscription
 from .redis_wire import (

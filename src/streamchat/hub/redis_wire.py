@@ -27,7 +27,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from .hub import Batch, HubUnavailable
+from .base import Batch, HubUnavailable
 
 T = TypeVar("T")
 

@@ -13,19 +13,20 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from pydantic import TypeAdapter
 
-from . import __version__, handlers, routetable
-from .chat import ChatService
-from .config import Settings
-from .history import History
-from .hub import MemoryHub, StreamHub
-from .hub_redis import RedisHub
-from .logs import TraceMiddleware
-from .openai_protocol import ChatCompletionChunk, ChatCompletionRequest
-from .providers import build_provider
-from .routes import chat, conversations, openai, system, web
-from .routes.direct import DirectRoute, DirectRoutes
-from .schemas import ChatRequest, StreamEvent
-from .store import Store, create_engine
+from .. import __version__
+from ..chat import ChatService
+from ..config import Settings
+from ..history import History
+from ..hub import MemoryHub, RedisHub, StreamHub
+from ..logs import TraceMiddleware
+from ..openai.protocol import ChatCompletionChunk, ChatCompletionRequest
+from ..providers import build_provider
+from ..routes import chat, conversations, openai, system, web
+from ..schemas import ChatRequest, StreamEvent
+from ..store import Store, create_engine
+from . import handlers, routetable
+from .admission import Admission, Gate
+from .direct import DirectRoute, DirectRoutes
 
 log = logging.getLogger("streamchat")
 
@@ -73,14 +74,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.chat = service
     app.state.history = history
     handlers.install(app)
-    # Added first, so it runs inside TraceMiddleware (the last added is the outermost).
-    app.add_middleware(
-        DirectRoutes,
-        routes={
-            "/api/chat": DirectRoute(ChatRequest, chat.chat),
-            "/v1/chat/completions": DirectRoute(ChatCompletionRequest, openai.chat_completions),
-        },
-    )
+    # The last added is the outermost: TraceMiddleware, then the admission seam, then
+    # DirectRoutes (when on), then FastAPI's router.
+    if settings.direct_routes:
+        app.add_middleware(
+            DirectRoutes,
+            routes={
+                "/api/chat": DirectRoute(ChatRequest, chat.chat),
+                "/v1/chat/completions": DirectRoute(ChatCompletionRequest, openai.chat_completions),
+            },
+        )
+    app.add_middleware(Admission, gates=gates(settings))
     app.add_middleware(TraceMiddleware)
     app.include_router(chat.router)
     app.include_router(conversations.router)
@@ -95,6 +99,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def gates(settings: Settings) -> list[Gate]:
+    """The checks of the admission seam, in order."""
+    return []
 
 
 def build_hub(settings: Settings) -> StreamHub:

@@ -1,0 +1,67 @@
+"""What the admission seam learned of one request, for the routes to read.
+
+The seam (server/admission.py) makes a `Ticket` for every HTTP request before any route
+runs, lets each gate (identity, limits, metrics) fill it in or refuse the request, and
+keeps it in the ASGI scope's state, where `ticket_of` finds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+from starlette.types import Scope
+
+OPENAI_PREFIX = "/v1"
+NATIVE_PREFIX = "/api"
+
+
+class Api(StrEnum):
+    """The API a protected route belongs to; it picks the error shape and the key check."""
+
+    NATIVE = "native"
+    OPENAI = "openai"
+
+
+KeyKind = Literal["user", "service"]
+
+
+@dataclass(slots=True, frozen=True)
+class Principal:
+    """Who is asking: a key's owner (`uid`, the key's id and display prefix, user or
+    service), or, with auth off, nobody in particular (`key_id` None)."""
+
+    uid: int | None
+    kind: KeyKind
+    key_id: int | None = None
+    key_prefix: str | None = None
+
+
+@dataclass(slots=True)
+class Ticket:
+    """One request as admitted: its API (None for the open routes), who asks, and headers
+    the gates add to its response (set before the first byte of a stream)."""
+
+    method: str
+    path: str
+    api: Api | None
+    principal: Principal | None = None
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def api_of(path: str) -> Api | None:
+    """The API of a path: every path under `/api/` or `/v1/` is protected, whatever route
+    serves it (or none does: an unknown path is refused like a known one, before its 404)."""
+    if path == OPENAI_PREFIX or path.startswith(OPENAI_PREFIX + "/"):
+        return Api.OPENAI
+    if path.startswith(NATIVE_PREFIX + "/"):
+        return Api.NATIVE
+    return None
+
+
+def ticket_of(scope: Scope) -> Ticket:
+    """The ticket the admission seam made for this request."""
+    ticket: Ticket = scope["state"]["ticket"]
+    return ticket

@@ -1,0 +1,89 @@
+"""The in-process hub, for a single node."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+
+from .base import Hooks, StreamNotFound, Subscription
+from .local import LocalStream, LocalSubscription
+
+
+class MemoryHub:
+    """The in-process hub, for a single node."""
+
+    def __init__(self, *, ttl_seconds: float, retain_bytes: int) -> None:
+        self._ttl = ttl_seconds
+        self._retain_bytes = retain_bytes
+        self._streams: dict[str, LocalStream] = {}
+        # Finished streams, oldest first, with their expiry time.
+        self._finished: OrderedDict[str, float] = OrderedDict()
+        self._finished_bytes = 0
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def create(self, stream_id: str, hooks: Hooks) -> None:
+        """Create an empty stream."""
+        self._streams[stream_id] = LocalStream(hooks)
+
+    def append(self, stream_id: str, payload: bytes, *, last: bool = False) -> None:
+        """Append the next event; `last` ends the stream."""
+        stream = self._streams[stream_id]
+        stream.add(payload, last)
+        if last:
+            self._retire(stream_id, stream)
+
+    async def subscribe(self, stream_id: str, after: int) -> Subscription:
+        """Follow events with index > `after`. Raises `StreamNotFound`."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise StreamNotFound(stream_id)
+        return LocalSubscription(stream, after)
+
+    async def followers(self, stream_id: str) -> int:
+        """How many followers the stream has now (0 for unknown streams)."""
+        stream = self._streams.get(stream_id)
+        return 0 if stream is None else stream.followers
+
+    async def request_cancel(self, stream_id: str) -> bool:
+        """Call the stream's `on_cancel`; False if it has ended. Raises `StreamNotFound`."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise StreamNotFound(stream_id)
+        if stream.done:
+            return False
+        stream.hooks.on_cancel()
+        return True
+
+    async def start(self) -> None:
+        """Begin sweeping expired streams."""
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="hub-sweeper")
+
+    async def close(self) -> None:
+        """Stop sweeping."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    def _retire(self, stream_id: str, stream: LocalStream) -> None:
+        self._finished[stream_id] = time.monotonic() + self._ttl
+        self._finished_bytes += stream.size
+        while self._finished_bytes > self._retain_bytes and self._finished:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        stream_id, _ = self._finished.popitem(last=False)
+        stream = self._streams.pop(stream_id)
+        self._finished_bytes -= stream.size
+
+    def sweep(self) -> None:
+        """Forget finished streams whose time to live has passed."""
+        now = time.monotonic()
+        while self._finished and next(iter(self._finished.values())) <= now:
+            self._drop_oldest()
+
+    async def _sweep_forever(self) -> None:
+        interval = min(max(self._ttl / 10, 0.05), 30.0)
+        while True:
+            await asyncio.sleep(interval)
+            self.sweep()

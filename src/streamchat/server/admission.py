@@ -1,0 +1,66 @@
+"""The admission seam: every HTTP request passes here before any route answers it.
+
+It sits inside TraceMiddleware and outside DirectRoutes and FastAPI's router, so the two
+routes DirectRoutes serves, FastAPI's routes, the mounted assets and unknown paths all go
+through it alike. For each request it makes a `Ticket` (access/ticket.py) and runs the
+gates in order: identity, limits, metrics. A gate fills the ticket in, or refuses the
+request by raising a `Failure`, which is answered here through the same handler as a
+route's (server/handlers.py), so a refusal has the same status, envelope and headers
+whichever way the route would have been served. Headers the gates add to the ticket go out
+with the response's first bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..access.ticket import Ticket, api_of
+from ..errors import Failure
+from . import handlers
+
+
+class Gate(Protocol):
+    """One check of the seam: fill in the ticket, or raise a `Failure` to refuse."""
+
+    async def admit(self, ticket: Ticket, scope: Scope) -> None:
+        """Admit the request `ticket` stands for, or raise a `Failure`."""
+        ...
+
+
+class Admission:
+    """ASGI middleware: a ticket for every request, the gates, then the app."""
+
+    def __init__(self, app: ASGIApp, gates: Sequence[Gate] = ()) -> None:
+        self.app = app
+        self.gates = list(gates)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        ticket = Ticket(method=scope["method"], path=path, api=api_of(path))
+        scope.setdefault("state", {})["ticket"] = ticket
+        try:
+            for gate in self.gates:
+                await gate.admit(ticket, scope)
+        except Failure as failure:
+            response = handlers.respond(Request(scope), failure)
+            await response(scope, receive, _with_headers(send, ticket))
+            return
+        await self.app(scope, receive, _with_headers(send, ticket))
+
+
+def _with_headers(send: Send, ticket: Ticket) -> Send:
+    """`send` that adds the ticket's headers to the response's start (none: `send` itself)."""
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start" and ticket.headers:
+            message["headers"] = [*message.get("headers", ()), *ticket.headers]
+        await send(message)
+
+    return send_with_headers

@@ -1,0 +1,123 @@
+"""The `serve` command's process: listening sockets, uvicorn, workers, the collector."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import resource
+import sys
+from typing import TYPE_CHECKING
+
+from ..config import Settings
+from ..logs import configure_logging
+from ..providers.local import prepare
+from ..providers.model_files import LocalModelError
+from .listeners import LISTENERS, ListenError, bind_listeners
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+log = logging.getLogger("streamchat")
+
+# Connections waiting to be accepted, per listening socket. uvicorn's default, 2048, overflowed
+# when 5000 clients arrived within two seconds (every overflow a reset connection); the kernel
+# caps the value at net.core.somaxconn (4096 by default since Linux 5.4).
+_LISTEN_BACKLOG = 65535
+# The exit code of a server whose start-up failed (uvicorn's).
+_STARTUP_FAILURE = 3
+
+
+def serve(host: str | None, port: int | None, workers: int) -> int:
+    """Run the HTTP server (`workers` processes sharing the port); the exit code."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    # The command line overrides the environment; workers build their settings from it.
+    if host is not None:
+        os.environ["STREAMCHAT_HOST"] = host
+    if port is not None:
+        os.environ["STREAMCHAT_PORT"] = str(port)
+    settings = Settings()
+    configure_logging(settings.log_level)
+    if settings.provider == "local" and not _prepare_local_model(settings):
+        return 2
+    if workers > 1 and not settings.redis_url:
+        print(
+            f"warning: {workers} workers without STREAMCHAT_REDIS_URL: each worker keeps its "
+            "own streams, so resuming or cancelling a stream works only on the worker that "
+            "started it (others answer 404); set STREAMCHAT_REDIS_URL to share streams",
+            file=sys.stderr,
+        )
+    _raise_open_file_limit()
+    try:
+        sockets = bind_listeners(settings.host, settings.port, LISTENERS, _LISTEN_BACKLOG)
+    except ListenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    config = uvicorn.Config(
+        "streamchat.server.serve:worker_app",
+        factory=True,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        backlog=_LISTEN_BACKLOG,  # the event loop listens on the sockets again with it
+    )
+    log.info(
+        "listening on http://%s:%d (%d worker%s)",
+        settings.host,
+        sockets[0].getsockname()[1],
+        workers,
+        "s" if workers > 1 else "",
+    )
+    server = uvicorn.Server(config)
+    try:
+        if workers > 1:
+            Multiprocess(config, sockets=sockets).run()
+            return 0
+        server.run(sockets=sockets)
+    except KeyboardInterrupt:  # as uvicorn.run: a second Ctrl+C during shutdown
+        pass
+    finally:
+        for sock in sockets:
+            sock.close()
+    return 0 if server.started else _STARTUP_FAILURE
+
+
+def _prepare_local_model(settings: Settings) -> bool:
+    """Assemble and check the model before serving: a broken one is one line, not a traceback."""
+    try:
+        prepare(settings)
+    except LocalModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+def _raise_open_file_limit() -> None:
+    """Allow as many open files as the hard limit does: every stream holds two sockets, and
+    the usual soft limit of 1024 would stop the server near 500 streams (Go's runtime does
+    the same at start-up)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):  # some systems cap below the hard limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def worker_app() -> FastAPI:
+    """The app of one server process, with logging set up there too.
+
+    With `--workers N` uvicorn starts fresh processes that import this factory: logging
+    configured in the parent does not reach them.
+    """
+    from .app import create_app
+    from .gc_tuning import tune_for_serving
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    app = create_app(settings)
+    tune_for_serving()
+    return app
