@@ -100,7 +100,7 @@ async def test_a_round_sent_twice_writes_its_events_once(raw: redis.Redis) -> No
     async def send(first: int, flags: int, batch: list[bytes]) -> list[int]:
         live = encode_batch(Batch(first, batch, flags & 1 == 1))
         args: list[str | int | bytes] = ["node", 60_000, 1000, keys.live("s")]
-        args += [first, len(batch), flags, live, *batch]
+        args += [first, len(batch), flags, live, "7", *batch]
         result: list[int] = await flush(keys=[keys.events("s"), keys.meta("s")], args=args)
         return result
 
@@ -110,7 +110,7 @@ async def test_a_round_sent_twice_writes_its_events_once(raw: redis.Redis) -> No
     assert await send(2, 1, payloads[2:]) == [1]
     entries = cast(list[tuple[bytes, dict[bytes, bytes]]], await raw.xrange(keys.events("s")))
     assert [(i, f[b"d"]) for i, f in entries] == [(b"0-1", b"a"), (b"1-1", b"b"), (b"2-1", b"c")]
-    assert await raw.hgetall(keys.meta("s")) == {b"owner": b"node", b"ended": b"1"}
+    assert await raw.hgetall(keys.meta("s")) == {b"owner": b"node", b"uid": b"7", b"ended": b"1"}
     await raw.delete(keys.events("s"))  # lost by Redis: the next round says so
     assert await send(3, 0, [b"d"]) == [0]
 

@@ -42,7 +42,7 @@ async def test_migrations_create_exactly_the_tables_and_run_once(store: Store) -
 
     async with store.engine.connect() as connection:
         assert await connection.run_sync(differences) == []
-    assert await migrate(store.engine) == "0001"
+    assert await migrate(store.engine) == "0002"
 
 
 async def test_a_turn_commits_the_question_and_a_streaming_answer(store: Store) -> None:

@@ -15,7 +15,7 @@ from .config import Settings
 from .errors import Failure, Kind, Lang
 from .generation import Generation, NativeFormat, Recorder, StreamFormat
 from .history import History
-from .hub import Hooks, StreamHub, Subscription
+from .hub import Hooks, StreamHub, StreamNotFound, Subscription
 from .limits import StreamSlots
 from .providers.base import GenerateRequest, Provider, ProviderError, ProviderStream
 from .schemas import ChatRequest
@@ -45,23 +45,22 @@ class ChatService:
         """Whether the provider would accept a request now."""
         return await self._provider.ready()
 
-    async def start(self, request: ChatRequest, lang: Lang = "zh") -> Subscription:
-        """Begin answering a native chat request; return the subscription its response follows.
-
-        `lang` is the language of the stream's `error` event, should the answer fail.
-        """
+    async def start(self, request: ChatRequest, uid: int, lang: Lang = "zh") -> Subscription:
+        """Begin answering a native chat request for `uid`; return the subscription its
+        response follows. `lang` is the language of the stream's `error` event, should the
+        answer fail."""
         model = self.resolve_model(request.model)
         if len(request.message) > self._settings.max_message_chars:
             raise Failure(Kind.TOO_LONG, "message_too_long", limit=self._settings.max_message_chars)
         # The user's message is committed before anything is generated (or 404 / 503).
         turn = await self._history.begin(
-            uid=request.uid,
+            uid=uid,
             conversation_id=request.conversation_id,
             message=request.message,
             model=model,
         )
         fmt = NativeFormat(
-            uid=request.uid,
+            uid=uid,
             conversation_id=turn.ids.conversation_id,
             message_id=turn.ids.answer_id,
             model=model,
@@ -74,6 +73,7 @@ class ChatService:
                 fmt,
                 recorder=recorder,
                 stream_id=turn.ids.stream_id,
+                owner=uid,
             )
         except BaseException as exc:
             recorder.refused(exc)
@@ -86,8 +86,10 @@ class ChatService:
         *,
         recorder: Recorder | None = None,
         stream_id: str | None = None,
+        owner: int | None = None,
     ) -> Subscription:
-        """Have the provider accept `request`, then stream its answer into a new hub stream.
+        """Have the provider accept `request`, then stream its answer into a new hub stream
+        owned by `owner`.
 
         Raises the provider's `Failure` if it refuses, or `Kind.BUSY` beyond STREAMCHAT_MAX_STREAMS;
         returns a subscription from the stream's first event once it has accepted. `recorder`
@@ -95,7 +97,7 @@ class ChatService:
         """
         self._slots.take()  # given back when the generation task ends (see _launch)
         try:
-            return await self._generate(request, fmt, recorder, stream_id)
+            return await self._generate(request, fmt, recorder, stream_id, owner)
         except BaseException:
             self._slots.give_back()
             raise
@@ -106,12 +108,13 @@ class ChatService:
         fmt: StreamFormat,
         recorder: Recorder | None,
         stream_id: str | None,
+        owner: int | None,
     ) -> Subscription:
         upstream = await self._open(request)
         stream_id = stream_id or uuid.uuid4().hex
         opening = fmt.opening(stream_id)
         try:
-            await self._hub.create(stream_id, self._hooks(stream_id))
+            await self._hub.create(stream_id, self._hooks(stream_id), owner)
             for payload in opening:
                 self._hub.append(stream_id, payload)
             subscription = await self._hub.subscribe(stream_id, after=-1)
@@ -123,13 +126,22 @@ class ChatService:
         self._launch(Generation(self._hub, stream_id, upstream, fmt, recorder), len(opening))
         return subscription
 
-    async def follow(self, stream_id: str, after: int) -> Subscription:
-        """Resume a stream after index `after`; `StreamNotFound` or `HubUnavailable` if not."""
+    async def follow(self, stream_id: str, after: int, owner: int | None) -> Subscription:
+        """Resume a stream after index `after`; `StreamNotFound` (also when `owner` is not
+        None and not the stream's) or `HubUnavailable` if not."""
+        await self._check_owner(stream_id, owner)
         return await self._hub.subscribe(stream_id, after)
 
-    async def cancel(self, stream_id: str) -> bool:
-        """Stop a generation, on whichever node runs it; False if it had already ended."""
+    async def cancel(self, stream_id: str, owner: int | None) -> bool:
+        """Stop a generation, on whichever node runs it; False if it had already ended.
+        `StreamNotFound` for an unknown stream, or one `owner` (when not None) does not own."""
+        await self._check_owner(stream_id, owner)
         return await self._hub.request_cancel(stream_id)
+
+    async def _check_owner(self, stream_id: str, owner: int | None) -> None:
+        # Another uid's stream is the same 404 as an unknown one: nothing tells them apart.
+        if owner is not None and await self._hub.owner(stream_id) != owner:
+            raise StreamNotFound(stream_id)
 
     async def close(self) -> None:
         """Interrupt every running generation and wait for their final events."""

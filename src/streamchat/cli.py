@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 import aiohttp
 import orjson
 
+from . import keys_cli
 from .config import Settings
 from .logs import configure_logging
 from .sse import SSEDecoder
@@ -32,7 +34,10 @@ def main(argv: list[str] | None = None) -> int:
 
     chat = commands.add_parser("chat", help="send a message and print the answer as it streams")
     chat.add_argument("message")
-    chat.add_argument("--uid", type=int, default=1)
+    chat.add_argument("--uid", type=int, help="the user (default 1 without a key)")
+    chat.add_argument(
+        "--key", default=os.environ.get("STREAMCHAT_API_KEY"), help="API key (STREAMCHAT_API_KEY)"
+    )
     chat.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
     chat.add_argument("--conversation", help="continue this conversation id")
     chat.add_argument("--model")
@@ -44,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         "upgrade", help="migrate STREAMCHAT_DATABASE_URL to the latest revision (serve does too)"
     )
 
+    keys_cli.add_parser(commands)
+
     args = parser.parse_args(argv)
     if args.command == "serve":
         from .server.serve import serve as run_server
@@ -51,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_server(args.host, args.port, args.workers)
     if args.command == "db":
         return asyncio.run(_db_upgrade())
+    if args.command == "keys":
+        return asyncio.run(keys_cli.run(args))
     return asyncio.run(_chat(args))
 
 
@@ -76,13 +85,17 @@ async def _db_upgrade() -> int:
 
 
 async def _chat(args: argparse.Namespace) -> int:
-    body: dict[str, object] = {"uid": args.uid, "message": args.message}
+    body: dict[str, object] = {"message": args.message}
+    if args.uid is not None or not args.key:
+        body["uid"] = 1 if args.uid is None else args.uid
     if args.conversation:
         body["conversation_id"] = args.conversation
     if args.model:
         body["model"] = args.model
     url = args.url.rstrip("/") + "/api/chat"
     headers = {"Content-Type": "application/json", "Accept-Language": args.lang}
+    if args.key:
+        headers["Authorization"] = f"Bearer {args.key}"
     try:
         async with (
             aiohttp.ClientSession() as session,

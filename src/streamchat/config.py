@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +24,23 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     log_level: str = "info"
+
+    auth: Literal["keys", "off"] | None = Field(
+        None,
+        description="keys: every /api and /v1 request needs a key; off: uid from the request. "
+        "Unset: off when listening on loopback only, keys otherwise.",
+    )
+    allowed_hosts: str = Field(
+        "",
+        description="With auth off: the Host names served, comma-separated; empty: the "
+        "loopback names on loopback, any host elsewhere.",
+    )
+    cors_origins: str = Field(
+        "", description="Origins (scheme://host:port, comma-separated) allowed to call the API."
+    )
+    key_cache_seconds: float = Field(
+        5.0, gt=0, description="How long a key lookup is remembered: a revoked key works this long."
+    )
 
     provider: Literal["local", "openai", "echo"] = "local"
     model: str = Field(
@@ -120,6 +138,31 @@ class Settings(BaseSettings):
     )
 
     @property
+    def loopback_only(self) -> bool:
+        """Whether the server listens on a loopback address only."""
+        return is_loopback(self.host)
+
+    @property
+    def auth_mode(self) -> Literal["keys", "off"]:
+        """The auth mode in force: the setting, or its default for the address (§7)."""
+        if self.auth is not None:
+            return self.auth
+        return "off" if self.loopback_only else "keys"
+
+    @property
+    def allowed_host_names(self) -> list[str]:
+        """The Host names served with auth off; empty: any."""
+        named = _split(self.allowed_hosts)
+        if named:
+            return named
+        return ["localhost", "127.0.0.1", "::1"] if self.loopback_only else []
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """The origins allowed to call the API from a page."""
+        return _split(self.cors_origins)
+
+    @property
     def model_name(self) -> str:
         """The model id clients see, defaulting per provider."""
         if self.model:
@@ -128,3 +171,17 @@ class Settings(BaseSettings):
             return self.local_model_path.stem
         defaults = {"local": DEFAULT_LOCAL_MODEL, "echo": "echo", "openai": "gpt-4o-mini"}
         return defaults[self.provider]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a bind address or name) is a loopback one."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]

@@ -52,6 +52,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "conversation {conversation_id} not found",
     ),
     "cursor_invalid": ("分页游标无效", "invalid pagination cursor"),
+    "key_missing": (
+        "缺少 API 密钥: 请在 Authorization 头中使用 Bearer <密钥>",
+        "missing API key: send Authorization: Bearer <key>",
+    ),
+    "key_invalid": ("API 密钥 {prefix}… 无效或已吊销", "API key {prefix}… is invalid or revoked"),
+    "uid_forbidden": ("该密钥不能代表其他用户ID", "this key cannot act for another uid"),
+    "host_not_allowed": ("不允许的 Host", "this Host is not allowed"),
+    "origin_not_allowed": ("不允许跨站请求", "cross-origin requests are not allowed"),
     "interrupted": (
         "回答被中断: 没有客户端在接收",
         "the answer was interrupted: nobody was listening",
@@ -105,6 +113,8 @@ class Kind(StrEnum):
     TOO_LONG = "too_long"  # a field is longer than allowed
     BODY_TOO_LARGE = "body_too_large"
     NOT_FOUND = "not_found"
+    UNAUTHORIZED = "unauthorized"  # no key, or a bad or revoked one
+    FORBIDDEN = "forbidden"  # a key (or a page) asking for what is not its own
     METHOD_NOT_ALLOWED = "method_not_allowed"
     BUSY = "server_busy"
     DATABASE = "database_unavailable"

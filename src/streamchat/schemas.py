@@ -41,7 +41,12 @@ class ChatRequest(BaseModel):
         json_schema_extra={"examples": [{"uid": 1, "message": "舞低杨柳楼心月,歌尽桃花扇底风"}]}
     )
 
-    uid: StrictInt = Field(ge=1, description="User id (用户ID)")
+    uid: StrictInt | None = Field(
+        None,
+        ge=1,
+        description="User id (用户ID): required, except with a user key, whose own uid it is "
+        "(another one is 403)",
+    )
     message: str = Field(
         description="Message content (消息内容): not blank, at most STREAMCHAT_MAX_MESSAGE_CHARS"
     )
@@ -49,6 +54,14 @@ class ChatRequest(BaseModel):
         None, max_length=64, description="Continue this conversation; it must belong to uid"
     )
     model: str | None = Field(None, max_length=200, description="One of GET /v1/models")
+
+    @field_validator("uid", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Left out, uid may come from the key; sent as null, it is a bad uid, as before keys.
+        if value is None:
+            raise PydanticCustomError("int_type", "Input should be a valid integer")
+        return value
 
     @field_validator("message")
     @classmethod

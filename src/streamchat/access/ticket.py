@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from starlette.types import Scope
 
+from ..store.keys import KeyLimits
+
 OPENAI_PREFIX = "/v1"
 NATIVE_PREFIX = "/api"
 
@@ -29,13 +31,14 @@ KeyKind = Literal["user", "service"]
 
 @dataclass(slots=True, frozen=True)
 class Principal:
-    """Who is asking: a key's owner (`uid`, the key's id and display prefix, user or
-    service), or, with auth off, nobody in particular (`key_id` None)."""
+    """Who is asking: the owner of the key the request carries (its uid, the key's id and
+    display prefix, user or service, its own limits)."""
 
-    uid: int | None
+    uid: int
     kind: KeyKind
-    key_id: int | None = None
-    key_prefix: str | None = None
+    key_id: int
+    key_prefix: str
+    limits: KeyLimits = field(default_factory=KeyLimits)
 
 
 @dataclass(slots=True)

@@ -86,8 +86,13 @@ class Subscription(Protocol):
 class StreamHub(Protocol):
     """Where generations write events and responses follow them."""
 
-    async def create(self, stream_id: str, hooks: Hooks) -> None:
-        """Create an empty stream written from this node. Raises `HubUnavailable`."""
+    async def create(self, stream_id: str, hooks: Hooks, uid: int | None = None) -> None:
+        """Create an empty stream written from this node, owned by `uid` (None: nobody in
+        particular). Raises `HubUnavailable`."""
+        ...
+
+    async def owner(self, stream_id: str) -> int | None:
+        """The uid that owns the stream. Raises `StreamNotFound`, `HubUnavailable`."""
         ...
 
     def append(self, stream_id: str, payload: bytes, *, last: bool = False) -> None:

@@ -71,6 +71,7 @@ class LocalStream:
     """One stream's events in this process, and the followers here waiting on them."""
 
     hooks: Hooks
+    uid: int | None = None  # the owner
     events: list[bytes] = field(default_factory=list)
     size: int = 0
     done: bool = False

@@ -22,9 +22,16 @@ class MemoryHub:
         self._finished_bytes = 0
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def create(self, stream_id: str, hooks: Hooks) -> None:
-        """Create an empty stream."""
-        self._streams[stream_id] = LocalStream(hooks)
+    async def create(self, stream_id: str, hooks: Hooks, uid: int | None = None) -> None:
+        """Create an empty stream owned by `uid`."""
+        self._streams[stream_id] = LocalStream(hooks, uid)
+
+    async def owner(self, stream_id: str) -> int | None:
+        """The uid that owns the stream. Raises `StreamNotFound`."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise StreamNotFound(stream_id)
+        return stream.uid
 
     def append(self, stream_id: str, payload: bytes, *, last: bool = False) -> None:
         """Append the next event; `last` ends the stream."""

@@ -81,9 +81,27 @@ class RedisHub:
         self._mirrors: dict[str, Mirror] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def create(self, stream_id: str, hooks: Hooks) -> None:
-        """Create a stream written from this node. Raises `HubUnavailable`."""
-        await self._writer.create(stream_id, hooks)
+    async def create(self, stream_id: str, hooks: Hooks, uid: int | None = None) -> None:
+        """Create a stream written from this node, owned by `uid`. Raises `HubUnavailable`."""
+        await self._writer.create(stream_id, hooks, uid)
+
+    async def owner(self, stream_id: str) -> int | None:
+        """The uid that owns the stream, from its meta in Redis when another node writes it."""
+        owned = self._writer.owned.get(stream_id)
+        if owned is not None:
+            return owned.local.uid
+        meta = self._keys.meta(stream_id)
+        exists, uid = await retrying(lambda: self._owner_of(meta), budget=self._outage)
+        if not exists:
+            raise StreamNotFound(stream_id)
+        return int(uid) if uid else None
+
+    async def _owner_of(self, meta: str) -> tuple[bool, bytes | None]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.exists(meta)
+            pipe.hget(meta, "uid")
+            exists, uid = await pipe.execute()
+        return bool(exists), uid
 
     def append(self, stream_id: str, payload: bytes, *, last: bool = False) -> None:
         """Append the next event; Redis gets it shortly after, in order."""

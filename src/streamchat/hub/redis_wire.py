@@ -100,7 +100,8 @@ def decode_batch(message: bytes) -> Batch:
 
 # One writer round: every dirty stream of a node in one command (one round trip, one reply).
 # KEYS: events, meta of each stream. ARGV: owner, ttl ms, max events, then per stream:
-# live channel, first index, count, flags (1: ends, 2: first round), live message, payloads.
+# live channel, first index, count, flags (1: ends, 2: first round), live message, owner uid
+# ("" for none), payloads.
 # Returns per stream: 1 written, 0 vanished (to be written again from 0), or an error text.
 FLUSH = """
 local owner, ttl, maxlen = ARGV[1], ARGV[2], ARGV[3]
@@ -109,14 +110,14 @@ local a = 4
 for k = 1, #KEYS, 2 do
   local events, meta = KEYS[k], KEYS[k + 1]
   local live, first, count = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  local flags, message = tonumber(ARGV[a + 3]), ARGV[a + 4]
+  local flags, message, uid = tonumber(ARGV[a + 3]), ARGV[a + 4], ARGV[a + 5]
   local ends, fresh = flags % 2 == 1, flags >= 2
-  a = a + 5
+  a = a + 6
   local result = 1
   if not fresh and redis.call('exists', events) == 0 then
     result = 0
   else
-    if fresh then redis.call('hset', meta, 'owner', owner) end
+    if fresh then redis.call('hset', meta, 'owner', owner, 'uid', uid) end
     for i = 0, count - 1 do
       local id = string.format('%d-1', first + i)
       local r

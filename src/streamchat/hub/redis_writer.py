@@ -101,9 +101,9 @@ class Replicator:
         self._flushing = False
         self._round_done = asyncio.Event()
 
-    async def create(self, stream_id: str, hooks: Hooks) -> LocalStream:
+    async def create(self, stream_id: str, hooks: Hooks, uid: int | None) -> LocalStream:
         """Register a new stream here and, in the next round, in Redis; wait for that round."""
-        owned = Owned(stream_id, LocalStream(hooks))
+        owned = Owned(stream_id, LocalStream(hooks, uid))
         self.owned[stream_id] = owned
         self._mark(owned)
         try:
@@ -230,7 +230,8 @@ class Replicator:
             flags = int(ends) | (2 if part.start == 0 else 0)
             live = encode_batch(Batch(part.start, payloads, ends)) if payloads else b""
             keys += (self._keys.events(stream_id), self._keys.meta(stream_id))
-            args += (self._keys.live(stream_id), part.start, len(payloads), flags, live)
+            uid = "" if local.uid is None else str(local.uid)
+            args += (self._keys.live(stream_id), part.start, len(payloads), flags, live, uid)
             args += payloads
         return keys, args
 

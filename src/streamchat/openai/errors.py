@@ -21,6 +21,8 @@ _CODE_OF_KEY = {
     "model_unknown": "model_not_found",
     "not_found": "unknown_url",
     "message_too_long": "string_above_max_length",
+    "key_missing": "invalid_api_key",
+    "key_invalid": "invalid_api_key",
 }
 _PARAM_OF_KEY = {"model_unknown": "model", "message_too_long": "messages"}
 

@@ -19,10 +19,15 @@ from .protocol import ChatCompletionRequest
 
 
 async def start_completion(
-    chat: ChatService, body: ChatCompletionRequest, *, max_message_chars: int
+    chat: ChatService,
+    body: ChatCompletionRequest,
+    *,
+    max_message_chars: int,
+    owner: int | None = None,
 ) -> tuple[Subscription, StreamFormat]:
-    """Have the provider accept the request; the subscription follows its answer, written in
-    the returned format (a `CompletionFormat` when not streamed)."""
+    """Have the provider accept the request; the subscription follows its answer (a stream
+    `owner` may follow and cancel), written in the returned format (a `CompletionFormat`
+    when not streamed)."""
     if body.model and body.model not in chat.models():
         raise Failure(Kind.NOT_FOUND, "model_unknown", model=body.model)
     model = chat.resolve_model(body.model)
@@ -42,7 +47,7 @@ async def start_completion(
         fmt = OpenAIChunkFormat(model=model, created=created, include_usage=body.include_usage())
     else:
         fmt = CompletionFormat(model=model, created=created)
-    return await chat.generate(request, fmt), fmt
+    return await chat.generate(request, fmt, owner=owner), fmt
 
 
 def _messages(body: ChatCompletionRequest, limit: int) -> list[ChatMessage]:

@@ -6,9 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
 
+from ..access.identity import acting_uid, owner_filter
+from ..access.ticket import ticket_of
 from ..errors import pick_language
 from ..schemas import CancelResult, ChatRequest, Envelope, StreamEvent
-from .deps import ChatDep, SettingsDep, chat_of, settings_of
+from .deps import ChatDep, OptionalUid, SettingsDep, TicketDep, chat_of, settings_of
 from .responses import EventStreamResponse
 
 router = APIRouter(prefix="/api", tags=["chat 聊天"])
@@ -46,7 +48,8 @@ async def chat(body: ChatRequest, request: Request) -> EventStreamResponse:
     # Also served by DirectRoutes (routes/direct.py), which calls this function as it is.
     settings = settings_of(request)
     lang = pick_language(request.headers.get("accept-language"))
-    subscription = await chat_of(request).start(body, lang)
+    uid = acting_uid(ticket_of(request.scope), body.uid)
+    subscription = await chat_of(request).start(body, uid, lang)
     return EventStreamResponse(
         subscription,
         ping_seconds=settings.ping_seconds,
@@ -65,12 +68,15 @@ async def resume(
     stream_id: StreamId,
     chat: ChatDep,
     settings: SettingsDep,
+    ticket: TicketDep,
     after: Annotated[int | None, Query(ge=-1, description="Replay events after this index")] = None,
     last_event_id: Annotated[int | None, Header(ge=-1)] = None,
+    uid: OptionalUid = None,
 ) -> EventStreamResponse:
     """Replay the events after `after` (or `Last-Event-ID`), then follow live to the end."""
     position = after if after is not None else last_event_id
-    subscription = await chat.follow(stream_id, -1 if position is None else position)
+    owner = owner_filter(ticket, uid)
+    subscription = await chat.follow(stream_id, -1 if position is None else position, owner)
     return EventStreamResponse(
         subscription,
         ping_seconds=settings.ping_seconds,
@@ -80,9 +86,11 @@ async def resume(
 
 
 @router.post("/chat/streams/{stream_id}/cancel", summary="Stop a generation", responses=_ERRORS)
-async def cancel(stream_id: StreamId, chat: ChatDep) -> Envelope[CancelResult]:
+async def cancel(
+    stream_id: StreamId, chat: ChatDep, ticket: TicketDep, uid: OptionalUid = None
+) -> Envelope[CancelResult]:
     """Stop the generation; its stream ends with `finish_reason: "cancelled"`."""
-    cancelled = await chat.cancel(stream_id)
+    cancelled = await chat.cancel(stream_id, owner_filter(ticket, uid))
     return Envelope(data=CancelResult(stream_id=stream_id, cancelled=cancelled))
 
 

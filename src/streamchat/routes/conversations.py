@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
+from ..access.identity import acting_uid
 from ..schemas import ConversationPage, Envelope, MessageList
-from .deps import HistoryDep
+from .deps import HistoryDep, OptionalUid, TicketDep
 
-Uid = Annotated[int, Query(ge=1, description="User id (用户ID): only their conversations")]
 ConversationId = Annotated[str, Path(max_length=64, description="The conversation's id")]
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations 会话"])
@@ -26,30 +26,37 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 @router.get("", summary="List conversations", responses=_ERRORS)
 async def list_conversations(
-    uid: Uid,
     history: HistoryDep,
+    ticket: TicketDep,
+    uid: OptionalUid = None,
     cursor: Annotated[
         str | None, Query(max_length=64, description="`next_cursor` of the previous page")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
 ) -> Envelope[ConversationPage]:
     """The user's conversations, most recently active first, a page at a time."""
-    return Envelope(data=await history.conversations(uid, cursor, limit))
+    return Envelope(data=await history.conversations(acting_uid(ticket, uid), cursor, limit))
 
 
 @router.get("/{conversation_id}/messages", summary="Messages of a conversation", responses=_ERRORS)
 async def list_messages(
-    conversation_id: ConversationId, uid: Uid, history: HistoryDep
+    conversation_id: ConversationId,
+    history: HistoryDep,
+    ticket: TicketDep,
+    uid: OptionalUid = None,
 ) -> Envelope[MessageList]:
     """Every message, oldest first, with its status; an answer still streaming has its
     `stream_id`, to resume with `GET /api/chat/streams/{stream_id}`."""
-    return Envelope(data=await history.messages(conversation_id, uid))
+    return Envelope(data=await history.messages(conversation_id, acting_uid(ticket, uid)))
 
 
 @router.delete("/{conversation_id}", summary="Delete a conversation", responses=_ERRORS)
 async def delete_conversation(
-    conversation_id: ConversationId, uid: Uid, history: HistoryDep
+    conversation_id: ConversationId,
+    history: HistoryDep,
+    ticket: TicketDep,
+    uid: OptionalUid = None,
 ) -> Envelope[None]:
     """Delete the conversation and all its messages."""
-    await history.delete(conversation_id, uid)
+    await history.delete(conversation_id, acting_uid(ticket, uid))
     return Envelope(data=None)

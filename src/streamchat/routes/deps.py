@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
+from ..access.ticket import Ticket, ticket_of
 from ..chat import ChatService
 from ..config import Settings
 from ..history import History
@@ -34,6 +35,11 @@ def history_of(request: Request) -> History:
     return history
 
 
+def ticket_from(request: Request) -> Ticket:
+    """What the admission seam learned of this request (who asks, …)."""
+    return ticket_of(request.scope)
+
+
 def _in_loop(of: Callable[[Request], T]) -> Callable[[Request], Awaitable[T]]:
     """`of` as an async dependency, so that FastAPI calls it in the loop, not in a thread."""
 
@@ -46,3 +52,12 @@ def _in_loop(of: Callable[[Request], T]) -> Callable[[Request], Awaitable[T]]:
 SettingsDep = Annotated[Settings, Depends(_in_loop(settings_of))]
 ChatDep = Annotated[ChatService, Depends(_in_loop(chat_of))]
 HistoryDep = Annotated[History, Depends(_in_loop(history_of))]
+TicketDep = Annotated[Ticket, Depends(_in_loop(ticket_from))]
+OptionalUid = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        description="User id (用户ID): with a user key, its own (may be left out); with a "
+        "service key or without keys, the user the request is for",
+    ),
+]

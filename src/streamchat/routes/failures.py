@@ -18,6 +18,8 @@ _HTTP: dict[Kind, tuple[int, Code]] = {
     Kind.TOO_LONG: (413, Code.VALIDATION_FAILED),
     Kind.BODY_TOO_LARGE: (413, Code.INVALID_REQUEST),
     Kind.NOT_FOUND: (404, Code.NOT_FOUND),
+    Kind.UNAUTHORIZED: (401, Code.NOT_AUTHORIZED),
+    Kind.FORBIDDEN: (403, Code.NOT_AUTHORIZED),
     Kind.METHOD_NOT_ALLOWED: (405, Code.INVALID_REQUEST),
     Kind.BUSY: (503, Code.SERVER_BUSY),
     Kind.DATABASE: (503, Code.DB_OPERATION_ERROR),
@@ -41,7 +43,10 @@ def code_of(failure: Failure) -> Code:
 
 
 def headers_of(failure: Failure) -> dict[str, str]:
-    """The response headers a failure asks for (`Retry-After`)."""
-    if failure.retry_after is None:
-        return {}
-    return {"Retry-After": str(failure.retry_after)}
+    """The response headers a failure asks for (`Retry-After`, `WWW-Authenticate`)."""
+    headers = {}
+    if failure.retry_after is not None:
+        headers["Retry-After"] = str(failure.retry_after)
+    if failure.kind is Kind.UNAUTHORIZED:
+        headers["WWW-Authenticate"] = "Bearer"
+    return headers

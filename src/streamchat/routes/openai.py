@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
+from ..access.ticket import ticket_of
 from ..errors import Failure, Kind
 from ..openai.formats import CompletionFormat
 from ..openai.protocol import (
@@ -60,8 +61,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     """Answer the conversation, streamed as chunks or as one `chat.completion` object."""
     # Also served by DirectRoutes (routes/direct.py), which calls this function as it is.
     settings = settings_of(request)
+    principal = ticket_of(request.scope).principal
     subscription, fmt = await start_completion(
-        chat_of(request), body, max_message_chars=settings.max_message_chars
+        chat_of(request),
+        body,
+        max_message_chars=settings.max_message_chars,
+        owner=None if principal is None else principal.uid,
     )
     if not isinstance(fmt, CompletionFormat):
         return EventStreamResponse(

@@ -9,11 +9,14 @@ from typing import Any
 
 import swagger_ui_bundle
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from pydantic import TypeAdapter
 
 from .. import __version__
+from ..access.guards import LocalGuard
+from ..access.identity import IdentityGate
 from ..chat import ChatService
 from ..config import Settings
 from ..history import History
@@ -24,6 +27,7 @@ from ..providers import build_provider
 from ..routes import chat, conversations, openai, system, web
 from ..schemas import ChatRequest, StreamEvent
 from ..store import Store, create_engine
+from ..store.keys import KeyStore
 from . import handlers, routetable
 from .admission import Admission, Gate
 from .direct import DirectRoute, DirectRoutes
@@ -44,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         progress_seconds=settings.history_save_seconds,
     )
+    keys = KeyStore(store.engine)
     history = History(store, settings)
     service = ChatService(settings, provider, hub, history)
 
@@ -84,7 +89,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "/v1/chat/completions": DirectRoute(ChatCompletionRequest, openai.chat_completions),
             },
         )
-    app.add_middleware(Admission, gates=gates(settings))
+    app.add_middleware(Admission, gates=gates(settings, keys))
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Accept-Language", "Last-Event-ID"],
+            expose_headers=["Trace-Id", "Retry-After"],
+        )
     app.add_middleware(TraceMiddleware)
     app.include_router(chat.router)
     app.include_router(conversations.router)
@@ -101,9 +114,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def gates(settings: Settings) -> list[Gate]:
-    """The checks of the admission seam, in order."""
-    return []
+def gates(settings: Settings, keys: KeyStore) -> list[Gate]:
+    """The checks of the admission seam, in order: who asks (keys, or the guards of a
+    server without keys)."""
+    if settings.auth_mode == "keys":
+        return [IdentityGate(keys, cache_seconds=settings.key_cache_seconds)]
+    return [LocalGuard(settings.allowed_host_names, settings.cors_origin_list)]
 
 
 def build_hub(settings: Settings) -> StreamHub:
@@ -147,6 +163,16 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 def _log_start(app: FastAPI, settings: Settings) -> None:
     base = f"http://{settings.host}:{settings.port}"
     log.info("provider %s, model %s", settings.provider, settings.model_name)
+    if settings.auth_mode == "keys":
+        log.info("auth: API keys (Authorization: Bearer) on /api and /v1")
+    elif settings.loopback_only:
+        log.info("auth: off (loopback only; hosts %s)", ", ".join(settings.allowed_host_names))
+    else:
+        log.warning(
+            "AUTH IS OFF ON %s: ANYONE WHO REACHES THIS PORT CAN READ, WRITE AND DELETE EVERY "
+            "USER'S CONVERSATIONS AND SPEND YOUR MODEL (set STREAMCHAT_AUTH=keys)",
+            settings.host,
+        )
     log.info("chat page is serving at address: %s/", base)
     log.info("streams: %s", "redis (shared by every node)" if settings.redis_url else "in process")
     log.info("swagger ui is serving at address: %s/swagger/", base)

@@ -108,3 +108,27 @@ messages = Table(
         postgresql_where=text("status = 'streaming'"),
     ),
 )
+
+KEY_KINDS = ("user", "service")
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    # SHA-256 of the whole key, hex: keys have full entropy, so a fast hash is right.
+    Column("hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(200), nullable=True),
+    # Per-key limits (DESIGN.md §8); null: the server's defaults.
+    Column("requests_per_minute", Integer, nullable=True),
+    Column("tokens_per_minute", Integer, nullable=True),
+    Column("streams", Integer, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime, nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    CheckConstraint(f"kind IN {KEY_KINDS}", name="kind"),
+)

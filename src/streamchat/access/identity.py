@@ -1,0 +1,130 @@
+"""Who is asking (DESIGN.md §7): the identity gate of the admission seam, and the uid a
+request acts for.
+
+With `STREAMCHAT_AUTH=keys` every request under `/api/` or `/v1/` must carry
+`Authorization: Bearer <key>`; the key's hash is looked up once (one indexed query) and
+remembered for `STREAMCHAT_KEY_CACHE_SECONDS`, so a revoked key stops working within that
+time on every node. With `off`, nobody is identified and the uid comes from the request as
+in the seed; the host and origin guards (access/guards.py) stay on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from datetime import UTC, datetime
+
+from starlette.datastructures import Headers
+from starlette.types import Scope
+
+from ..errors import Failure, Kind
+from ..store.keys import KeyRecord, KeyStore
+from .keys import display_prefix, key_hash, looks_like_a_key
+from .ticket import Principal, Ticket
+
+log = logging.getLogger(__name__)
+
+# How often a key's `last_used_at` is written, at most: a busy key is not a write per request.
+TOUCH_SECONDS = 60.0
+# Keys remembered at once (valid and not): bounds the memory a flood of made-up keys takes.
+CACHE_ENTRIES = 10_000
+
+
+class KeyCache:
+    """Recent lookups by key hash: the record, or None for a key that does not exist."""
+
+    def __init__(self, store: KeyStore, ttl_seconds: float) -> None:
+        self._store = store
+        self._ttl = ttl_seconds
+        self._entries: OrderedDict[str, tuple[float, KeyRecord | None]] = OrderedDict()
+
+    async def find(self, digest: str) -> KeyRecord | None:
+        """The key with this hash (revoked or not), from memory if looked up recently."""
+        now = time.monotonic()
+        entry = self._entries.get(digest)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        record = await self._store.find(digest)
+        self._entries[digest] = (now + self._ttl, record)
+        self._entries.move_to_end(digest)
+        while len(self._entries) > CACHE_ENTRIES:
+            self._entries.popitem(last=False)
+        return record
+
+
+class IdentityGate:
+    """The admission gate that turns a request's key into its `Principal`."""
+
+    def __init__(self, store: KeyStore, *, cache_seconds: float) -> None:
+        self._store = store
+        self._cache = KeyCache(store, cache_seconds)
+        self._touched: dict[int, float] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def admit(self, ticket: Ticket, scope: Scope) -> None:
+        """Identify the caller of a protected route, or refuse with 401."""
+        if ticket.api is None:
+            return
+        key = bearer_key(Headers(scope=scope).get("authorization"))
+        if key is None:
+            raise Failure(Kind.UNAUTHORIZED, "key_missing")
+        record = await self._cache.find(key_hash(key)) if looks_like_a_key(key) else None
+        if record is None or record.revoked_at is not None:
+            raise Failure(Kind.UNAUTHORIZED, "key_invalid", prefix=display_prefix(key))
+        ticket.principal = Principal(
+            uid=record.uid,
+            kind=record.kind,
+            key_id=record.id,
+            key_prefix=record.prefix,
+            limits=record.limits,
+        )
+        self._touch(record.id)
+
+    def _touch(self, key_id: int) -> None:
+        now = time.monotonic()
+        if now - self._touched.get(key_id, -TOUCH_SECONDS) < TOUCH_SECONDS:
+            return
+        self._touched[key_id] = now
+        task = asyncio.create_task(self._write_touch(key_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _write_touch(self, key_id: int) -> None:
+        try:
+            await self._store.touch(key_id, datetime.now(UTC))
+        except Failure as exc:  # the request goes on; the next use tries again
+            log.warning("key %d: last use not saved: %s", key_id, exc.detail)
+            self._touched.pop(key_id, None)
+
+
+def bearer_key(authorization: str | None) -> str | None:
+    """The key of an `Authorization: Bearer <key>` header, or None."""
+    if not authorization:
+        return None
+    scheme, _, key = authorization.strip().partition(" ")
+    key = key.strip()
+    return key if scheme.lower() == "bearer" and key else None
+
+
+def acting_uid(ticket: Ticket, requested: int | None) -> int:
+    """The uid a request acts for: a user key's own (a different one named is 403), or the
+    one the request names (a service key, or auth off; none named is 400)."""
+    principal = ticket.principal
+    if principal is None or principal.kind == "service":
+        if requested is None:
+            raise Failure(Kind.VALIDATION, "uid_required")
+        return requested
+    if requested is not None and requested != principal.uid:
+        raise Failure(Kind.FORBIDDEN, "uid_forbidden")
+    return principal.uid
+
+
+def owner_filter(ticket: Ticket, requested: int | None) -> int | None:
+    """Whose streams a request may follow or cancel: a user key's uid; the uid a service
+    key or an unauthenticated request names; None (anyone's) when neither names one."""
+    principal = ticket.principal
+    if principal is None or principal.kind == "service":
+        return requested
+    return acting_uid(ticket, requested)
