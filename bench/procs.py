@@ -135,7 +135,9 @@ class Upstream(_Process):
 class Server(_Process):
     """`streamchat serve` in front of `upstream`, on a free port, in a scratch directory."""
 
-    def __init__(self, *, upstream: Upstream, port: int, workers: int, cpus: str) -> None:
+    def __init__(
+        self, *, upstream: Upstream, port: int, workers: int, cpus: str, auth: bool = True
+    ) -> None:
         self.scratch = tempfile.TemporaryDirectory(prefix="streamchat-bench-")
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = Path(self.scratch.name) / "server.log"
@@ -149,7 +151,13 @@ class Server(_Process):
             STREAMCHAT_OPENAI_BASE_URL=upstream.base_url + "/v1",
             STREAMCHAT_MODEL="bench-model",
             STREAMCHAT_DATABASE_URL=f"sqlite+aiosqlite:///{self.scratch.name}/bench.db",
+            STREAMCHAT_AUTH="keys" if auth else "off",
         )
+        # With keys, every request carries a service key's (it acts for the body's uid).
+        self.headers: dict[str, str] = {}
+        if auth:
+            key = _create_key(env)
+            self.headers = {"Authorization": f"Bearer {key}"}
         command = [sys.executable, "-m", "streamchat", "serve", "--workers", str(workers)]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
@@ -184,6 +192,15 @@ class Server(_Process):
         self.scratch.cleanup()
 
 
+def _create_key(env: dict[str, str]) -> str:
+    """A service key in the server's database, made by `streamchat keys create`."""
+    command = [sys.executable, "-m", "streamchat", "keys", "create", "--uid", "1", "--service"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise BenchError(f"streamchat keys create failed:\n{done.stderr}")
+    return done.stdout.strip()
+
+
 def get_status(url: str) -> int:
     """The status of a GET, or 0 if nothing answered."""
     try:
@@ -196,10 +213,13 @@ def get_status(url: str) -> int:
         return 0
 
 
-def post_stream(url: str, body: bytes) -> int:
+def post_stream(url: str, body: bytes, headers: dict[str, str] | None = None) -> int:
     """POST and read the whole answer: a warm-up, or a probe for a route. Returns the status."""
     request = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": "application/json"}
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", **(headers or {})},
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:

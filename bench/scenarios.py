@@ -50,6 +50,12 @@ class Scenario:
     server_cpus: str | None = None  # None: the configured server CPUs
 
 
+def _env_auth(raw: str) -> bool:
+    if raw not in ("keys", "off"):
+        raise SystemExit(f"BENCH_AUTH must be keys or off, not {raw!r}")
+    return raw == "keys"
+
+
 def _env_number(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -78,18 +84,20 @@ class Config:
     embedded_tokens: int = embedded.MAX_TOKENS
     embedded_model: str = ""  # the server's default
     embedded_model_dir: str = ""
+    auth: bool = True  # streamchat with API keys on (BENCH_AUTH=keys|off)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
         """Read BENCH_DURATION, BENCH_RAMP, BENCH_TOKENS, BENCH_DELAY_MS, BENCH_C_BURST,
         BENCH_C_MANY, BENCH_C_OVERLOAD, BENCH_SCENARIOS, BENCH_SERVER_CPUS, BENCH_CLIENT_CPUS,
         BENCH_EMBEDDED_RUNS, BENCH_EMBEDDED_TOKENS, BENCH_EMBEDDED_MODEL,
-        BENCH_EMBEDDED_MODEL_DIR."""
+        BENCH_EMBEDDED_MODEL_DIR, BENCH_AUTH."""
         d = cls()
         two_cores = (os.cpu_count() or 1) >= 2
         return cls(
             duration=_env_number(env, "BENCH_DURATION", d.duration),
             ramp=_env_number(env, "BENCH_RAMP", d.ramp),
+            auth=_env_auth(env.get("BENCH_AUTH", "keys")),
             tokens=int(_env_number(env, "BENCH_TOKENS", d.tokens)),
             delay_ms=_env_number(env, "BENCH_DELAY_MS", d.delay_ms),
             c_burst=int(_env_number(env, "BENCH_C_BURST", d.c_burst)),
@@ -186,12 +194,14 @@ def measure(cfg: Config, scenario: Scenario, target: Target) -> dict[str, Any] |
         if target.workers == 0:
             return _load(cfg, scenario, target, up.base_url + target.path, [up.pid], 0)
         cpus = cfg.server_cpus if scenario.server_cpus is None else scenario.server_cpus
-        with Server(upstream=up, port=free_port(), workers=target.workers, cpus=cpus) as server:
+        with Server(
+            upstream=up, port=free_port(), workers=target.workers, cpus=cpus, auth=cfg.auth
+        ) as server:
             url = server.url + target.path
             # A warm-up stream: the first request's one-off costs are not what we measure.
-            if post_stream(url, _warm_up_body(target)) in (404, 405):
+            if post_stream(url, _warm_up_body(target), server.headers) in (404, 405):
                 return None
-            result = _load(cfg, scenario, target, url, [server.pid], up.pid)
+            result = _load(cfg, scenario, target, url, [server.pid], up.pid, server.headers)
             if result["errors"]["total"]:
                 result["server_log_tail"] = server.log().splitlines()[-40:]
             return result
@@ -204,7 +214,13 @@ def _warm_up_body(target: Target) -> bytes:
 
 
 def _load(
-    cfg: Config, scenario: Scenario, target: Target, url: str, pids: list[int], up_pid: int
+    cfg: Config,
+    scenario: Scenario,
+    target: Target,
+    url: str,
+    pids: list[int],
+    up_pid: int,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     ramp = min(cfg.ramp, cfg.duration / 4)
     args = [
@@ -227,4 +243,6 @@ def _load(
         "-label",
         f"{scenario.key}/{target.key}",
     ]
+    if headers:
+        args += ["-H", "|".join(f"{name}: {value}" for name, value in headers.items())]
     return run_loadgen(args, cfg.client_cpus)
