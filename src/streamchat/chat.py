@@ -11,6 +11,7 @@ import asyncio
 import logging
 import uuid
 
+from .access.limits import FREE, Charge
 from .config import Settings
 from .errors import Failure, Kind, Lang
 from .generation import Generation, NativeFormat, Recorder, StreamFormat
@@ -45,10 +46,21 @@ class ChatService:
         """Whether the provider would accept a request now."""
         return await self._provider.ready()
 
-    async def start(self, request: ChatRequest, uid: int, lang: Lang = "zh") -> Subscription:
+    async def start(
+        self, request: ChatRequest, uid: int, lang: Lang = "zh", charge: Charge = FREE
+    ) -> Subscription:
         """Begin answering a native chat request for `uid`; return the subscription its
         response follows. `lang` is the language of the stream's `error` event, should the
-        answer fail."""
+        answer fail; `charge` is settled when it ends (or now, if it never begins)."""
+        try:
+            return await self._start(request, uid, lang, charge)
+        except BaseException:
+            self._settle(charge, 0)
+            raise
+
+    async def _start(
+        self, request: ChatRequest, uid: int, lang: Lang, charge: Charge
+    ) -> Subscription:
         model = self.resolve_model(request.model)
         if len(request.message) > self._settings.max_message_chars:
             raise Failure(Kind.TOO_LONG, "message_too_long", limit=self._settings.max_message_chars)
@@ -74,6 +86,7 @@ class ChatService:
                 recorder=recorder,
                 stream_id=turn.ids.stream_id,
                 owner=uid,
+                charge=charge,
             )
         except BaseException as exc:
             recorder.refused(exc)
@@ -87,9 +100,10 @@ class ChatService:
         recorder: Recorder | None = None,
         stream_id: str | None = None,
         owner: int | None = None,
+        charge: Charge = FREE,
     ) -> Subscription:
         """Have the provider accept `request`, then stream its answer into a new hub stream
-        owned by `owner`.
+        owned by `owner`; `charge` is settled with the tokens it used when it ends.
 
         Raises the provider's `Failure` if it refuses, or `Kind.BUSY` beyond STREAMCHAT_MAX_STREAMS;
         returns a subscription from the stream's first event once it has accepted. `recorder`
@@ -97,9 +111,10 @@ class ChatService:
         """
         self._slots.take()  # given back when the generation task ends (see _launch)
         try:
-            return await self._generate(request, fmt, recorder, stream_id, owner)
+            return await self._generate(request, fmt, recorder, stream_id, owner, charge)
         except BaseException:
             self._slots.give_back()
+            self._settle(charge, 0)
             raise
 
     async def _generate(
@@ -109,6 +124,7 @@ class ChatService:
         recorder: Recorder | None,
         stream_id: str | None,
         owner: int | None,
+        charge: Charge,
     ) -> Subscription:
         upstream = await self._open(request)
         stream_id = stream_id or uuid.uuid4().hex
@@ -123,7 +139,9 @@ class ChatService:
             # queue place, an HTTP connection).
             await upstream.aclose()
             raise
-        self._launch(Generation(self._hub, stream_id, upstream, fmt, recorder), len(opening))
+        self._launch(
+            Generation(self._hub, stream_id, upstream, fmt, recorder), len(opening), charge
+        )
         return subscription
 
     async def follow(self, stream_id: str, after: int, owner: int | None) -> Subscription:
@@ -168,7 +186,7 @@ class ChatService:
             log.warning("provider refused the request: %s", exc.detail)
             raise
 
-    def _launch(self, generation: Generation, first_index: int) -> None:
+    def _launch(self, generation: Generation, first_index: int, charge: Charge) -> None:
         stream_id = generation.stream_id
         generation.task = asyncio.create_task(
             generation.run(first_index), name=f"generation-{stream_id}"
@@ -176,6 +194,19 @@ class ChatService:
         self._generations[stream_id] = generation
         generation.task.add_done_callback(lambda _: self._generations.pop(stream_id, None))
         generation.task.add_done_callback(self._slots.give_back)
+        if charge.limiter is not None:
+            generation.task.add_done_callback(
+                lambda _: self._settle(charge, generation.tokens_used())
+            )
+
+    def _settle(self, charge: Charge, tokens: int) -> None:
+        """Settle a request's charge in the background (a done callback cannot wait)."""
+        if charge.limiter is None:
+            return
+        task = asyncio.create_task(charge.settle(tokens))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_log_failure)
 
     def _hooks(self, stream_id: str) -> Hooks:
         return Hooks(
@@ -207,3 +238,8 @@ class ChatService:
         if stream_id in self._generations and await self._hub.followers(stream_id) == 0:
             log.info("stream %s: no follower left, interrupting the generation", stream_id)
             self._stop(stream_id, "interrupted")
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("a request's usage was not counted: %s", task.exception())

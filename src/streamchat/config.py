@@ -42,6 +42,14 @@ class Settings(BaseSettings):
         5.0, gt=0, description="How long a key lookup is remembered: a revoked key works this long."
     )
 
+    limit_requests_per_minute: int = Field(
+        0, ge=0, description="Chat requests per key (per uid with auth off) a minute; 0: no limit."
+    )
+    limit_tokens_per_minute: int = Field(
+        0, ge=0, description="Tokens (prompt and answer) per key a minute; 0: no limit."
+    )
+    limit_streams: int = Field(0, ge=0, description="Open streams per key at once; 0: no limit.")
+
     provider: Literal["local", "openai", "echo"] = "local"
     model: str = Field(
         "",

@@ -60,6 +60,18 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "uid_forbidden": ("该密钥不能代表其他用户ID", "this key cannot act for another uid"),
     "host_not_allowed": ("不允许的 Host", "this Host is not allowed"),
     "origin_not_allowed": ("不允许跨站请求", "cross-origin requests are not allowed"),
+    "rate_limited_requests": (
+        "请求过于频繁: 每分钟最多 {limit} 次,请稍后再试",
+        "too many requests: at most {limit} a minute, retry later",
+    ),
+    "rate_limited_tokens": (
+        "用量超限: 每分钟最多 {limit} 个 token,请稍后再试",
+        "too many tokens: at most {limit} a minute, retry later",
+    ),
+    "rate_limited_streams": (
+        "同时进行的回答过多: 最多 {limit} 个",
+        "too many answers at once: at most {limit}",
+    ),
     "interrupted": (
         "回答被中断: 没有客户端在接收",
         "the answer was interrupted: nobody was listening",
@@ -116,6 +128,7 @@ class Kind(StrEnum):
     UNAUTHORIZED = "unauthorized"  # no key, or a bad or revoked one
     FORBIDDEN = "forbidden"  # a key (or a page) asking for what is not its own
     METHOD_NOT_ALLOWED = "method_not_allowed"
+    RATE_LIMITED = "rate_limit_exceeded"
     BUSY = "server_busy"
     DATABASE = "database_unavailable"
     STREAM_UNAVAILABLE = "stream_unavailable"

@@ -114,6 +114,7 @@ class Generation:
         self.stop_reason: str | None = None
         self.closing = False  # past the provider: no more stopping, the end is being written
         self.index = 0  # of the next event
+        self.outcome = Outcome(text=[])
 
     def stop(self, reason: str) -> None:
         """Stop generating: `cancelled` by a user, `interrupted` when abandoned or on shutdown."""
@@ -126,7 +127,7 @@ class Generation:
     async def run(self, index: int) -> None:
         """Pump the provider into the hub from event `index` on, then write the closing events."""
         self.index = index
-        outcome = Outcome(text=[])
+        outcome = self.outcome
         try:
             await self._pump(outcome)
         except asyncio.CancelledError:
@@ -155,6 +156,13 @@ class Generation:
         for payload in leading:
             self.hub.append(self.stream_id, payload)
         self.hub.append(self.stream_id, last, last=True)
+
+    def tokens_used(self) -> int:
+        """The tokens this answer cost: the provider's count, or its pieces if none came."""
+        usage = self.outcome.usage
+        if usage is not None:
+            return usage.prompt_tokens + usage.completion_tokens
+        return len(self.outcome.text)
 
     async def _pump(self, outcome: Outcome) -> None:
         hub, stream_id, delta, index = self.hub, self.stream_id, self.format.delta, self.index

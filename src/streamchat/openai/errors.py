@@ -21,6 +21,9 @@ _CODE_OF_KEY = {
     "model_unknown": "model_not_found",
     "not_found": "unknown_url",
     "message_too_long": "string_above_max_length",
+    "rate_limited_requests": "rate_limit_exceeded",
+    "rate_limited_tokens": "rate_limit_exceeded",
+    "rate_limited_streams": "rate_limit_exceeded",
     "key_missing": "invalid_api_key",
     "key_invalid": "invalid_api_key",
 }

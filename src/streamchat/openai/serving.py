@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+from ..access.limits import FREE, Charge
 from ..chat import ChatService
 from ..errors import Failure, Kind
 from ..generation import StreamFormat
@@ -24,10 +25,25 @@ async def start_completion(
     *,
     max_message_chars: int,
     owner: int | None = None,
+    charge: Charge = FREE,
 ) -> tuple[Subscription, StreamFormat]:
     """Have the provider accept the request; the subscription follows its answer (a stream
     `owner` may follow and cancel), written in the returned format (a `CompletionFormat`
     when not streamed)."""
+    try:
+        return await _start(chat, body, max_message_chars, owner, charge)
+    except BaseException:
+        await charge.settle(0)  # refused before it began: its stream place is free again
+        raise
+
+
+async def _start(
+    chat: ChatService,
+    body: ChatCompletionRequest,
+    max_message_chars: int,
+    owner: int | None,
+    charge: Charge,
+) -> tuple[Subscription, StreamFormat]:
     if body.model and body.model not in chat.models():
         raise Failure(Kind.NOT_FOUND, "model_unknown", model=body.model)
     model = chat.resolve_model(body.model)
@@ -47,7 +63,7 @@ async def start_completion(
         fmt = OpenAIChunkFormat(model=model, created=created, include_usage=body.include_usage())
     else:
         fmt = CompletionFormat(model=model, created=created)
-    return await chat.generate(request, fmt, owner=owner), fmt
+    return await chat.generate(request, fmt, owner=owner, charge=charge), fmt
 
 
 def _messages(body: ChatCompletionRequest, limit: int) -> list[ChatMessage]:

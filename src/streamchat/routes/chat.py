@@ -10,7 +10,15 @@ from ..access.identity import acting_uid, owner_filter
 from ..access.ticket import ticket_of
 from ..errors import pick_language
 from ..schemas import CancelResult, ChatRequest, Envelope, StreamEvent
-from .deps import ChatDep, OptionalUid, SettingsDep, TicketDep, chat_of, settings_of
+from .deps import (
+    ChatDep,
+    OptionalUid,
+    SettingsDep,
+    TicketDep,
+    chat_of,
+    limiter_of,
+    settings_of,
+)
 from .responses import EventStreamResponse
 
 router = APIRouter(prefix="/api", tags=["chat 聊天"])
@@ -48,8 +56,10 @@ async def chat(body: ChatRequest, request: Request) -> EventStreamResponse:
     # Also served by DirectRoutes (routes/direct.py), which calls this function as it is.
     settings = settings_of(request)
     lang = pick_language(request.headers.get("accept-language"))
-    uid = acting_uid(ticket_of(request.scope), body.uid)
-    subscription = await chat_of(request).start(body, uid, lang)
+    ticket = ticket_of(request.scope)
+    uid = acting_uid(ticket, body.uid)
+    charge = await limiter_of(request).admit(ticket, uid)
+    subscription = await chat_of(request).start(body, uid, lang, charge)
     return EventStreamResponse(
         subscription,
         ping_seconds=settings.ping_seconds,

@@ -9,6 +9,7 @@ from typing import Annotated, TypeVar
 
 from fastapi import Depends, Query, Request
 
+from ..access.limits import Limiter
 from ..access.ticket import Ticket, ticket_of
 from ..chat import ChatService
 from ..config import Settings
@@ -33,6 +34,12 @@ def history_of(request: Request) -> History:
     """The conversation history of this app."""
     history: History = request.app.state.history
     return history
+
+
+def limiter_of(request: Request) -> Limiter:
+    """What counts and limits chat requests (per key, or per uid with auth off)."""
+    limiter: Limiter = request.app.state.limiter
+    return limiter
 
 
 def ticket_from(request: Request) -> Ticket:

@@ -19,7 +19,7 @@ from ..openai.protocol import (
     ModelList,
 )
 from ..openai.serving import start_completion
-from .deps import ChatDep, SettingsDep, chat_of, settings_of
+from .deps import ChatDep, SettingsDep, chat_of, limiter_of, settings_of
 from .responses import CompletionResponse, EventStreamResponse
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
@@ -61,12 +61,15 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     """Answer the conversation, streamed as chunks or as one `chat.completion` object."""
     # Also served by DirectRoutes (routes/direct.py), which calls this function as it is.
     settings = settings_of(request)
-    principal = ticket_of(request.scope).principal
+    ticket = ticket_of(request.scope)
+    owner = None if ticket.principal is None else ticket.principal.uid
+    charge = await limiter_of(request).admit(ticket, owner)
     subscription, fmt = await start_completion(
         chat_of(request),
         body,
         max_message_chars=settings.max_message_chars,
-        owner=None if principal is None else principal.uid,
+        owner=owner,
+        charge=charge,
     )
     if not isinstance(fmt, CompletionFormat):
         return EventStreamResponse(

@@ -17,6 +17,7 @@ from pydantic import TypeAdapter
 from .. import __version__
 from ..access.guards import LocalGuard
 from ..access.identity import IdentityGate
+from ..access.limits import Limiter, Quota
 from ..chat import ChatService
 from ..config import Settings
 from ..history import History
@@ -50,6 +51,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     keys = KeyStore(store.engine)
     history = History(store, settings)
+    limiter = Limiter(
+        Quota(
+            settings.limit_requests_per_minute,
+            settings.limit_tokens_per_minute,
+            settings.limit_streams,
+        ),
+        redis_url=settings.redis_url,
+        key_prefix=settings.redis_key_prefix,
+    )
     service = ChatService(settings, provider, hub, history)
 
     @asynccontextmanager
@@ -64,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await service.close()
             await provider.close()
             await hub.close()
+            await limiter.close()
             await store.close()
 
     app = FastAPI(
@@ -78,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.chat = service
     app.state.history = history
+    app.state.limiter = limiter
     handlers.install(app)
     # The last added is the outermost: TraceMiddleware, then the admission seam, then
     # DirectRoutes (when on), then FastAPI's router.
