@@ -1,12 +1,10 @@
 """Fair use (DESIGN.md §8): requests per minute, tokens per minute and open streams, per key
 (per uid when auth is off).
 
-Windows are counted by the `limits` library (sliding window counters): in this process, or
-in Redis when `STREAMCHAT_REDIS_URL` is set, so that every node counts the same requests.
-Tokens are known only once an answer ends: they are added then, and a key whose window is
-spent is refused its next request (as OpenAI and LiteLLM do). Open streams are a count, not
-a rate: a set per key (in Redis a sorted set whose entries expire, so a node that dies
-cannot hold a key's streams for ever).
+The counts (access/windows.py) are kept in this process, or in Redis when
+`STREAMCHAT_REDIS_URL` is set, so that every node counts the same requests. Tokens are
+known only once an answer ends: they are added then, and a key whose window is spent is
+refused its next request (as OpenAI and LiteLLM do). Open streams are a count, not a rate.
 
 A refusal is 429 with `Retry-After`; OpenAI's `x-ratelimit-*` headers go on every chat
 response that passed these checks, before its first byte.
@@ -16,25 +14,22 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Protocol
 
-import redis.asyncio as redis
-from limits import RateLimitItem, RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
-from limits.errors import StorageError
 from redis.exceptions import RedisError
 
 from ..errors import Failure, Kind
 from .ticket import Ticket
+from .windows import OK, REQUESTS, STREAMS, TOKENS, LocalWindows, RedisWindows, Verdict, Windows
 
 log = logging.getLogger(__name__)
 
-# How long an open stream counts if its end is never reported (its node died).
-STREAM_LEASE_SECONDS = 900.0
+_REFUSAL_KEYS = {
+    REQUESTS: "rate_limited_requests",
+    TOKENS: "rate_limited_tokens",
+    STREAMS: "rate_limited_streams",
+}
 
 
 @dataclass(slots=True, frozen=True)
@@ -45,80 +40,13 @@ class Quota:
     tokens_per_minute: int = 0
     streams: int = 0
 
-
-class StreamCounter(Protocol):
-    """Open streams per subject."""
-
-    async def open(self, subject: str, stream: str, limit: int) -> bool:
-        """Count `stream` open for `subject`, unless `limit` are already; False then."""
-        ...
-
-    async def close(self, subject: str, stream: str) -> None:
-        """`stream` has ended."""
-        ...
-
-    async def aclose(self) -> None:
-        """Release connections."""
-        ...
-
-
-class LocalStreams:
-    """Open streams counted in this process."""
-
-    def __init__(self) -> None:
-        self._open: dict[str, set[str]] = {}
-
-    async def open(self, subject: str, stream: str, limit: int) -> bool:
-        """Count `stream` open for `subject`, unless `limit` are already."""
-        streams = self._open.setdefault(subject, set())
-        if len(streams) >= limit:
-            return False
-        streams.add(stream)
-        return True
-
-    async def close(self, subject: str, stream: str) -> None:
-        """`stream` has ended."""
-        streams = self._open.get(subject)
-        if streams is not None:
-            streams.discard(stream)
-            if not streams:
-                del self._open[subject]
-
-    async def aclose(self) -> None:
-        """Nothing to release."""
-
-
-# KEYS: the subject's sorted set. ARGV: now, lease expiry, limit, stream.
-_OPEN = """
-redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[1])
-if redis.call('zcard', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
-redis.call('zadd', KEYS[1], ARGV[2], ARGV[4])
-redis.call('expire', KEYS[1], math.ceil(ARGV[2] - ARGV[1]))
-return 1
-"""
-
-
-class RedisStreams:
-    """Open streams counted in Redis, shared by every node."""
-
-    def __init__(self, url: str, key_prefix: str) -> None:
-        self._client = redis.Redis.from_url(url)
-        self._prefix = key_prefix + "streams:"
-        self._open = self._client.register_script(_OPEN)
-
-    async def open(self, subject: str, stream: str, limit: int) -> bool:
-        """Count `stream` open for `subject`, unless `limit` are already."""
-        now = time.time()
-        args: list[float | int | str] = [now, now + STREAM_LEASE_SECONDS, limit, stream]
-        return bool(await self._open(keys=[self._prefix + subject], args=args))
-
-    async def close(self, subject: str, stream: str) -> None:
-        """`stream` has ended."""
-        await self._client.zrem(self._prefix + subject, stream)
-
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._client.aclose()
+    def limit(self, refused: int) -> int:
+        """The limit a refusal was for."""
+        return {
+            REQUESTS: self.requests_per_minute,
+            TOKENS: self.tokens_per_minute,
+            STREAMS: self.streams,
+        }[refused]
 
 
 @dataclass(slots=True)
@@ -129,11 +57,13 @@ class Charge:
     subject: str
     quota: Quota
     stream: str = field(default_factory=lambda: uuid.uuid4().hex)
-    counted: bool = False  # holds an open-stream place
+    settled: bool = False
 
     async def settle(self, tokens: int) -> None:
-        """The request ended having used `tokens`: count them, free its stream place."""
-        if self.limiter is not None:
+        """The request ended having used `tokens` (0: it never began): count them, free its
+        stream place. Once: a second call does nothing."""
+        if self.limiter is not None and not self.settled:
+            self.settled = True
             await self.limiter.settle(self, tokens)
 
 
@@ -145,17 +75,9 @@ class Limiter:
 
     def __init__(self, defaults: Quota, *, redis_url: str = "", key_prefix: str = "") -> None:
         self._defaults = defaults
-        storage: Storage
-        if redis_url:
-            uri = "async+" + redis_url.replace("rediss://", "redis+ssl://", 1)
-            storage = RedisStorage(
-                uri, implementation="redispy", key_prefix=key_prefix + "rl", wrap_exceptions=True
-            )
-            self._streams: StreamCounter = RedisStreams(redis_url, key_prefix)
-        else:
-            storage = MemoryStorage()
-            self._streams = LocalStreams()
-        self._window = SlidingWindowCounterRateLimiter(storage)
+        self._windows: Windows = (
+            RedisWindows(redis_url, key_prefix) if redis_url else LocalWindows()
+        )
 
     def quota(self, ticket: Ticket) -> Quota:
         """The subject's limits: its key's own where set, else the defaults."""
@@ -174,90 +96,59 @@ class Limiter:
         When the counters cannot be reached (Redis down) the request is let through and
         the outage logged: the limits protect the service, they must not stop it.
         """
-        try:
-            return await self._admit(ticket, uid)
-        except (RedisError, OSError, StorageError) as exc:
-            log.warning("limits not counted (the counters are out of reach): %s", exc)
+        quota = self.quota(ticket)
+        if not (quota.requests_per_minute or quota.tokens_per_minute or quota.streams):
             return FREE
-
-    async def _admit(self, ticket: Ticket, uid: int | None) -> Charge:
         principal = ticket.principal
         subject = f"key:{principal.key_id}" if principal is not None else f"uid:{uid or 0}"
-        quota = self.quota(ticket)
         charge = Charge(self, subject, quota)
-        if quota.requests_per_minute:
-            await self._count_request(ticket, subject, quota.requests_per_minute)
-        if quota.tokens_per_minute:
-            await self._check_tokens(ticket, subject, quota.tokens_per_minute)
-        if quota.streams:
-            if not await self._streams.open(subject, charge.stream, quota.streams):
-                raise Failure(
-                    Kind.RATE_LIMITED, "rate_limited_streams", retry_after=1, limit=quota.streams
-                )
-            charge.counted = True
+        try:
+            verdict = await self._windows.admit(
+                subject,
+                charge.stream,
+                quota.requests_per_minute,
+                quota.tokens_per_minute,
+                quota.streams,
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("limits not counted (the counters are out of reach): %s", exc)
+            return FREE
+        _headers(ticket, quota, verdict)
+        if verdict.refused != OK:
+            limit = quota.limit(verdict.refused)
+            raise Failure(
+                Kind.RATE_LIMITED,
+                _REFUSAL_KEYS[verdict.refused],
+                retry_after=max(1, math.ceil(verdict.reset_seconds)),
+                limit=limit,
+            )
         return charge
 
     async def settle(self, charge: Charge, tokens: int) -> None:
         """Count the tokens an admitted request used; free its open-stream place."""
         try:
-            await self._settle(charge, tokens)
-        except (RedisError, OSError, StorageError) as exc:
+            await self._windows.settle(charge.subject, charge.stream, tokens)
+        except (RedisError, OSError) as exc:
             log.warning("usage of %s not counted: %s", charge.subject, exc)
 
     async def close(self) -> None:
         """Close the connections to the counters."""
-        await self._streams.aclose()
-
-    async def _settle(self, charge: Charge, tokens: int) -> None:
-        if charge.counted:
-            charge.counted = False
-            await self._streams.close(charge.subject, charge.stream)
-        if charge.quota.tokens_per_minute and tokens > 0:
-            item = RateLimitItemPerMinute(charge.quota.tokens_per_minute)
-            # hit() refuses (and counts nothing) past the limit: count what fits, then the
-            # window is spent and the next request is refused until it slides.
-            if not await self._window.hit(item, charge.subject, "tokens", cost=tokens):
-                stats = await self._window.get_window_stats(item, charge.subject, "tokens")
-                if stats.remaining > 0:
-                    await self._window.hit(item, charge.subject, "tokens", cost=stats.remaining)
-
-    async def _count_request(self, ticket: Ticket, subject: str, limit: int) -> None:
-        item = RateLimitItemPerMinute(limit)
-        allowed = await self._window.hit(item, subject, "requests")
-        stats = await self._window.get_window_stats(item, subject, "requests")
-        _headers(ticket, "requests", limit, stats.remaining, stats.reset_time)
-        if not allowed:
-            raise Failure(
-                Kind.RATE_LIMITED,
-                "rate_limited_requests",
-                retry_after=_seconds_until(stats.reset_time),
-                limit=limit,
-            )
-
-    async def _check_tokens(self, ticket: Ticket, subject: str, limit: int) -> None:
-        item: RateLimitItem = RateLimitItemPerMinute(limit)
-        stats = await self._window.get_window_stats(item, subject, "tokens")
-        _headers(ticket, "tokens", limit, stats.remaining, stats.reset_time)
-        if stats.remaining <= 0:
-            raise Failure(
-                Kind.RATE_LIMITED,
-                "rate_limited_tokens",
-                retry_after=_seconds_until(stats.reset_time),
-                limit=limit,
-            )
+        await self._windows.aclose()
 
 
-def _seconds_until(moment: float) -> int:
-    return max(1, math.ceil(moment - time.time()))
-
-
-def _headers(ticket: Ticket, what: str, limit: int, remaining: int, reset: float) -> None:
-    """OpenAI's `x-ratelimit-{limit,remaining,reset}-{what}` on the ticket's response."""
-    ticket.headers += [
-        (f"x-ratelimit-limit-{what}".encode(), str(limit).encode()),
-        (f"x-ratelimit-remaining-{what}".encode(), str(max(remaining, 0)).encode()),
-        (f"x-ratelimit-reset-{what}".encode(), _duration(reset - time.time()).encode()),
-    ]
+def _headers(ticket: Ticket, quota: Quota, verdict: Verdict) -> None:
+    """OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` on the response."""
+    reset = _duration(verdict.reset_seconds).encode()
+    for what, limit, left in (
+        ("requests", quota.requests_per_minute, verdict.requests_left),
+        ("tokens", quota.tokens_per_minute, verdict.tokens_left),
+    ):
+        if limit:
+            ticket.headers += [
+                (b"x-ratelimit-limit-" + what.encode(), str(limit).encode()),
+                (b"x-ratelimit-remaining-" + what.encode(), str(max(left, 0)).encode()),
+                (b"x-ratelimit-reset-" + what.encode(), reset),
+            ]
 
 
 def _duration(seconds: float) -> str:
