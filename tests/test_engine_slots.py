@@ -7,7 +7,6 @@ compared with the same question answered alone, token for token (one delta per t
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -163,11 +162,11 @@ async def test_cancelling_one_answer_leaves_the_others_running_and_identical(
 
 
 def long_message() -> str:
-    """About 1,500 tokens of varied text, ending with a question."""
+    """About 450 tokens of varied text, ending with a question."""
     lines = [
-        f"Note {i}: the meeting in room {i * 7 % 31} moved to {i % 12 + 1} pm." for i in range(90)
+        f"Note {i}: the meeting in room {i * 7 % 31} moved to {i % 12 + 1} pm." for i in range(25)
     ]
-    return "\n".join(lines) + "\nWhich room is note 42 about? Answer with the number."
+    return "\n".join(lines) + "\nWhich room is note 12 about? Answer with the number."
 
 
 async def test_a_long_prompt_arriving_mid_answer_delays_the_others_by_chunks_not_whole(
@@ -183,17 +182,18 @@ async def test_a_long_prompt_arriving_mid_answer_delays_the_others_by_chunks_not
     arrived = time.monotonic()
     long = await chat(http, four_slots, long_message(), uid=2)
     await asyncio.gather(*tasks)
-    assert long.end["usage"]["prompt_tokens"] > 700
+    assert long.end["usage"]["prompt_tokens"] > 400
+    prompt_time = long.times[0] - arrived
     for answer in running:
-        gaps = [b - a for a, b in zip(answer.times, answer.times[1:], strict=False)]
-        during = [
-            b - a
-            for a, b in zip(answer.times, answer.times[1:], strict=False)
-            if a >= arrived and b <= long.times[0]
-        ]
-        typical = statistics.median(gaps)
-        # The long prompt is decoded 32 tokens per step beside them: their steps take longer
-        # (measured on a shared 2-core machine: about 0.3 s instead of 0.1 s), but it never
-        # stops them for the whole prompt (about 15 s here).
+        pairs = zip(answer.times, answer.times[1:], strict=False)
+        during = [b - a for a, b in pairs if a >= arrived and b <= long.times[0]]
         assert during, "the answer ended before the long prompt was processed"
-        assert max(during) < max(2.0, 8 * typical), (max(during), typical)
+        # The prompt is decoded 32 tokens a step beside them: each of their tokens waits for
+        # one chunk (measured on a shared 2-core machine, one thread: about 0.5 s, the whole
+        # prompt about 8 s), never for the whole prompt.
+        print(
+            f"gaps while a {long.end['usage']['prompt_tokens']}-token prompt was decoded "
+            f"in {prompt_time:.2f} s: at most {max(during):.2f} s, {len(during)} of them"
+        )
+        assert len(during) >= 4, (during, prompt_time)
+        assert max(during) < prompt_time / 2, (max(during), prompt_time)
