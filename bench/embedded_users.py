@@ -184,7 +184,10 @@ def measure_users(
                 for n in users
             ]
             history = follow_up(url, between=max(users) - 1)
-            kv = [line for line in log_path.read_text().splitlines() if "KV cache" in line]
+            log_lines = log_path.read_text().splitlines()
+            kv = [line for line in log_lines if "KV cache" in line]
+            # the follow-up's own account: how many of its prompt tokens were found cached
+            kv += [line for line in log_lines if "generation:" in line][-1:]
         finally:
             server.terminate()
             server.wait(30)
