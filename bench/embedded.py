@@ -217,9 +217,38 @@ def _child() -> None:
         print(json.dumps(_figures(sent, times)), flush=True)
 
 
+def _users(args: argparse.Namespace) -> None:
+    """The concurrent-users rows (bench/embedded_users.py), printed and saved as JSON."""
+    from .embedded_users import measure_users, report
+
+    result = measure_users(
+        users=[int(n) for n in args.users.split(",")],
+        threads=args.threads,
+        cpus=args.cpus,
+        max_tokens=args.tokens,
+        model=os.environ.get("BENCH_EMBEDDED_MODEL", ""),
+        model_dir=os.environ.get("BENCH_EMBEDDED_MODEL_DIR", ""),
+    )
+    print(report(result))
+    out = (
+        Path(__file__).parent / "results" / f"embedded-users-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    )
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"figures: {out}")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--child", action="store_true", help="be the direct process")
-    if not parser.parse_args().child:
-        sys.exit("run by `python -m bench` (BENCH_SCENARIOS=embedded)")
-    _child()
+    parser.add_argument("--users", default="", help="concurrent users per row, e.g. 1,2,4")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--cpus", default="", help="taskset CPU list for the server")
+    parser.add_argument("--tokens", type=int, default=MAX_TOKENS)
+    parsed = parser.parse_args()
+    if parsed.users:
+        _users(parsed)
+    elif parsed.child:
+        _child()
+    else:
+        sys.exit("run by `python -m bench` (BENCH_SCENARIOS=embedded), or with --users 1,2,4")

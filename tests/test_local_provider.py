@@ -7,10 +7,13 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest_asyncio
 
+from .conftest import StartServer
 from .localmodel import (
     CJK,
     HELLO,
@@ -18,10 +21,20 @@ from .localmodel import (
     STORY,
     cpu_used,
     generation_line,
+    local_settings,
     stopped_after_ms,
 )
 from .servers import ServerProcess
 from .sseclient import Frame, FrameReader, events
+
+
+@pytest_asyncio.fixture(scope="session")
+async def one_slot(start_server: StartServer, model_dir: Path) -> ServerProcess:
+    """The small local model answering one request at a time, one more waiting in its queue."""
+    settings = local_settings(
+        model_dir, local_max_tokens="400", local_max_queue="1", local_slots="1"
+    )
+    return await start_server(120, **settings)
 
 
 async def ask(http: aiohttp.ClientSession, server: ServerProcess, message: str) -> list[Frame]:
@@ -175,11 +188,11 @@ async def test_disconnect_with_grace_0_stops_the_model_within_100ms(
     await assert_serves_the_next_request(http, server)
 
 
-async def test_concurrent_requests_are_answered_one_after_the_other(
-    http: aiohttp.ClientSession, one_waiting: ServerProcess
+async def test_with_one_slot_concurrent_requests_are_answered_one_after_the_other(
+    http: aiohttp.ClientSession, one_slot: ServerProcess
 ) -> None:
     first, second = await asyncio.gather(
-        ask(http, one_waiting, "Say hello."), ask(http, one_waiting, "Say goodbye.")
+        ask(http, one_slot, "Say hello."), ask(http, one_slot, "Say goodbye.")
     )
     for frames in (first, second):
         assert events(frames)[0]["type"] == "start"
@@ -187,16 +200,16 @@ async def test_concurrent_requests_are_answered_one_after_the_other(
         assert answer(frames)
     one, other = sorted((first, second), key=lambda frames: first_delta(frames).at)
     assert first_delta(other).at >= one[-1].at, "the model ran both answers at once"
-    assert one_waiting.proc is not None
-    assert one_waiting.proc.poll() is None
+    assert one_slot.proc is not None
+    assert one_slot.proc.poll() is None
 
 
 async def test_a_full_queue_is_503_at_once_and_a_waiting_client_gets_pings(
-    http: aiohttp.ClientSession, one_waiting: ServerProcess
+    http: aiohttp.ClientSession, one_slot: ServerProcess
 ) -> None:
-    async with busy_model(http, one_waiting) as (running, waiting):
+    async with busy_model(http, one_slot) as (running, waiting):
         refused_at = time.monotonic()
-        async with http.post(one_waiting.url + "/api/chat", json=HELLO) as refused:
+        async with http.post(one_slot.url + "/api/chat", json=HELLO) as refused:
             assert refused.status == 503
             body = await refused.json()
         assert time.monotonic() - refused_at < 0.5
@@ -205,7 +218,7 @@ async def test_a_full_queue_is_503_at_once_and_a_waiting_client_gets_pings(
         ping = await waiting.reader.next()
         assert ping is not None
         assert ping.is_ping
-        await running.cancel(http, one_waiting)
+        await running.cancel(http, one_slot)
         assert events(await running.reader.all())[-1]["finish_reason"] == "cancelled"
         served = events(await waiting.reader.all())
     assert served[-1]["type"] == "end"
@@ -213,18 +226,18 @@ async def test_a_full_queue_is_503_at_once_and_a_waiting_client_gets_pings(
 
 
 async def test_cancel_while_queued_ends_that_stream_and_spares_the_running_one(
-    http: aiohttp.ClientSession, one_waiting: ServerProcess
+    http: aiohttp.ClientSession, one_slot: ServerProcess
 ) -> None:
-    async with busy_model(http, one_waiting) as (running, waiting):
+    async with busy_model(http, one_slot) as (running, waiting):
         cancelled_at = time.monotonic()
-        await waiting.cancel(http, one_waiting)
+        await waiting.cancel(http, one_slot)
         got = events(await waiting.reader.all())
         assert time.monotonic() - cancelled_at < 0.5
         assert [e["type"] for e in got] == ["end"]
         assert got[0]["finish_reason"] == "cancelled"
         await start_and_deltas(running.reader, 2)  # the running answer goes on
-        await running.cancel(http, one_waiting)
+        await running.cancel(http, one_slot)
         await running.reader.all()
-    line = await generation_line(one_waiting, waiting.response.headers["Trace-Id"])
+    line = await generation_line(one_slot, waiting.response.headers["Trace-Id"])
     assert "cancelled while queued" in line
-    await assert_serves_the_next_request(http, one_waiting)
+    await assert_serves_the_next_request(http, one_slot)

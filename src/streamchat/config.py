@@ -64,7 +64,21 @@ class Settings(BaseSettings):
         None, description="A GGUF file to load instead of a built-in model."
     )
     local_max_queue: int = Field(
-        8, ge=0, description="Requests that may wait behind the one being generated; more get 503."
+        8, ge=0, description="Requests that may wait while every slot is busy; more get 503."
+    )
+    local_slots: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Answers the local model generates at once. Each slot has a KV cache of "
+        "local_context_tokens (about 28 KB a token for the 1.5B model: 112 MB per slot at 4096).",
+    )
+    local_prompt_chunk: int = Field(
+        32,
+        ge=1,
+        le=512,
+        description="Prompt tokens decoded per step while other answers are generating: a "
+        "long prompt delays their next token by one chunk's time, not by the whole prompt.",
     )
     local_max_tokens: int = Field(1024, ge=1, description="Longest answer, in tokens.")
     local_temperature: float = Field(0.7, ge=0, description="0 picks the likeliest token.")

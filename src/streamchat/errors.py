@@ -23,6 +23,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "消息内容不能超过 {limit} 个字符",
         "message must be at most {limit} characters",
     ),
+    "message_too_many_tokens": (
+        "消息太长: {tokens} 个词元, 模型的上下文最多容纳 {limit} 个",
+        "message is too long: {tokens} tokens, the model's context holds at most {limit}",
+    ),
     "field_invalid": ("参数 {field} 无效: {detail}", "invalid {field}: {detail}"),
     "body_invalid_json": ("请求体不是合法的 JSON", "request body is not valid JSON"),
     "body_not_object": ("请求体必须是 JSON 对象", "request body must be a JSON object"),

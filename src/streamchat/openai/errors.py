@@ -21,13 +21,18 @@ _CODE_OF_KEY = {
     "model_unknown": "model_not_found",
     "not_found": "unknown_url",
     "message_too_long": "string_above_max_length",
+    "message_too_many_tokens": "context_length_exceeded",
     "rate_limited_requests": "rate_limit_exceeded",
     "rate_limited_tokens": "rate_limit_exceeded",
     "rate_limited_streams": "rate_limit_exceeded",
     "key_missing": "invalid_api_key",
     "key_invalid": "invalid_api_key",
 }
-_PARAM_OF_KEY = {"model_unknown": "model", "message_too_long": "messages"}
+_PARAM_OF_KEY = {
+    "model_unknown": "model",
+    "message_too_long": "messages",
+    "message_too_many_tokens": "messages",
+}
 
 # Pydantic's error types for the messages we wrote ourselves (openai_protocol.py), and codes.
 _OUR_KINDS = {"unsupported": "unsupported_parameter", "invalid_request": "invalid_value"}

@@ -1,57 +1,34 @@
-"""The llama.cpp boundary: load a GGUF, apply its chat template, generate token by token.
+"""The llama.cpp boundary: load a GGUF, tokenize, decode batches of sequences, sample.
 
-Everything that touches `llama_cpp` is here, and its errors become ours here, once. A `Llama`
-object is not thread-safe (two threads on one crash the process), so a `LlamaModel` is created,
-used and closed by the local provider's single worker thread; only `interrupt` may be called
-from elsewhere.
+Everything that touches `llama_cpp` is here, and its errors become ours here, once. This is
+llama-cpp-python's low-level API (the C functions), not its `Llama` class: one context holds
+several sequences (`n_seq_max` slots), each with its own part of the KV cache, so that one
+`llama_decode` advances every running answer by a token. A context is not thread-safe (two
+threads on one crash the process), so a `NativeModel` is created, used and closed by the
+engine's single thread; only `tokenize`, `AbortSwitch.fire` and reading the vocabulary may be
+done from elsewhere (llama.cpp's own server tokenizes in its HTTP threads too).
 """
 
 from __future__ import annotations
 
-import codecs
 import ctypes
 import functools
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
-from .base import Finish, ProviderError, ProviderEvent, TextDelta, TokenUsage, UpstreamBadResponse
+from .base import UpstreamBadResponse
 from .model_files import LocalModelError
-from .stops import StopScanner
-
-if TYPE_CHECKING:
-    from llama_cpp import Llama
 
 _llama_log = logging.getLogger("streamchat.llama_cpp")
 
 # Qwen2.5's recommended sampling, besides temperature and top_p which are settings.
 _TOP_K = 20
 _REPEAT_PENALTY = 1.05
-
-Emit = Callable[[ProviderEvent | ProviderError | None], None]
-
-
-@dataclass(slots=True, eq=False)
-class Job:
-    """One generation handed to the worker thread; `emit` (thread-safe) carries events back.
-
-    `emit(None)` is always the last call: the generation is over.
-    """
-
-    messages: list[dict[str, str]]
-    max_tokens: int
-    temperature: float
-    top_p: float
-    seed: int | None
-    stop: list[str]
-    emit: Emit
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    cancelled_at: float = 0.0
-    stats: str = ""
+_PENALTY_LAST_N = 64
+BATCH_TOKENS = 512  # the most tokens one `llama_decode` takes (llama.cpp's n_batch)
 
 
 def load_runtime() -> Any:
@@ -102,185 +79,195 @@ def _unloadable(path: Path) -> LocalModelError:
     )
 
 
-class _AbortSwitch:
+class AbortSwitch:
     """Lets another thread stop a `llama_decode` between two graph nodes, without the GIL.
 
     llama.cpp calls an abort callback after every node of the compute graph. A Python callback
     would take the GIL hundreds of times per token and stall on a busy event loop, so the
     callback is libc's `strlen` on a two-byte buffer: it returns 1 (abort) once the first byte
-    is set, 0 otherwise.
+    is set, 0 otherwise. `arm` names the jobs whose tokens the coming decode carries; closing
+    one of them aborts it (the others' share of that step is then done again).
     """
 
     def __init__(self, llama_cpp: Any, ctx: Any) -> None:
         self._flag = ctypes.create_string_buffer(2)
         self._lock = threading.Lock()
-        self._job: Job | None = None
+        self._owners: frozenset[object] = frozenset()
         setter = llama_cpp.llama_cpp._lib.llama_set_abort_callback
         setter.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
         setter.restype = None
         strlen = ctypes.cast(ctypes.CDLL(None).strlen, ctypes.c_void_p)
         setter(ctx, strlen, ctypes.addressof(self._flag))
 
-    def arm(self, job: Job | None) -> None:
-        """`job` is now the one running (None: none is); closed already, it aborts at once."""
+    def arm(self, owners: frozenset[object], aborted: bool = False) -> None:
+        """The coming decode carries tokens of `owners`; `aborted`: one was closed already."""
         with self._lock:
-            self._job = job
-            aborted = job is not None and job.cancelled.is_set()
+            self._owners = owners
             self._flag[0] = b"\x01" if aborted else b"\x00"
 
-    def fire(self, job: Job) -> None:
-        """Abort the running decode if it belongs to `job`."""
+    def fire(self, owner: object) -> None:
+        """Abort the running decode if it carries tokens of `owner`."""
         with self._lock:
-            if self._job is job:
+            if owner in self._owners:
                 self._flag[0] = b"\x01"
 
 
-class LlamaModel:
-    """A loaded GGUF chat model. Owned by one thread; see the module docstring."""
+@dataclass(slots=True, frozen=True)
+class Sampling:
+    """One sequence's sampling parameters."""
 
-    def __init__(self, path: Path, *, context_tokens: int, threads: int, system_prompt: str):
-        self._llama_cpp = llama_cpp = load_runtime()
-        try:
-            self._llama: Llama = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=context_tokens,
-                n_threads=threads,
-                n_threads_batch=threads,
-                verbose=False,
+    temperature: float
+    top_p: float
+    seed: int | None
+
+
+class NativeModel:
+    """A GGUF model and one context of `slots` sequences, `context_tokens` each."""
+
+    def __init__(self, path: Path, *, context_tokens: int, slots: int, threads: int) -> None:
+        self.lib = lib = load_runtime()
+        params = lib.llama_model_default_params()
+        self._model = lib.llama_model_load_from_file(str(path).encode(), params)
+        if not self._model:
+            raise _unloadable(path)
+        self.vocab = lib.llama_model_get_vocab(self._model)
+        cparams = lib.llama_context_default_params()
+        # Each sequence gets a KV cache of its own (not unified), `context_tokens` long: one
+        # person's long conversation cannot take another's room, and attention reads only a
+        # sequence's own cells.
+        cparams.n_ctx = context_tokens * slots
+        cparams.n_seq_max = slots
+        cparams.kv_unified = False
+        cparams.n_batch = cparams.n_ubatch = BATCH_TOKENS
+        cparams.n_threads = cparams.n_threads_batch = threads
+        cparams.no_perf = True
+        self._ctx = lib.llama_init_from_model(self._model, cparams)
+        if not self._ctx:
+            lib.llama_model_free(self._model)
+            raise LocalModelError(
+                f"llama.cpp could not create a context of {slots} × {context_tokens} tokens "
+                "(STREAMCHAT_LOCAL_SLOTS × STREAMCHAT_LOCAL_CONTEXT_TOKENS): out of memory?"
             )
-        except ValueError:
-            raise _unloadable(path) from None
-        self._vocab = llama_cpp.llama_model_get_vocab(self._llama.model)
-        self._template = _chat_template(llama_cpp, self._llama)
-        self._system_prompt = system_prompt
-        self._abort = _AbortSwitch(llama_cpp, self._llama.ctx)
+        self._memory = lib.llama_get_memory(self._ctx)
+        self.slots = slots
+        self.seq_context = int(lib.llama_n_ctx_seq(self._ctx))
+        self.kv_bytes = self._kv_bytes(int(lib.llama_n_ctx(self._ctx)))
+        self.abort = AbortSwitch(lib, self._ctx)
+        self._batch = lib.llama_batch_init(BATCH_TOKENS, 0, 1)
+        self._piece = ctypes.create_string_buffer(256)
 
-    def interrupt(self, job: Job) -> None:
-        """Stop `job` now, from any thread: between tokens, or in the middle of a decode."""
-        job.cancelled_at = time.monotonic()
-        job.cancelled.set()
-        self._abort.fire(job)
+    def _kv_bytes(self, cells: int) -> int:
+        """What the KV cache of `cells` positions takes: keys and values, f16, every layer."""
+        lib, model = self.lib, self._model
+        head = lib.llama_model_n_embd(model) // max(1, lib.llama_model_n_head(model))
+        per_token = 2 * lib.llama_model_n_layer(model) * lib.llama_model_n_head_kv(model) * head * 2
+        return int(per_token * cells)
+
+    def template(self) -> str | None:
+        """The GGUF's own chat template (Jinja), None if it has none."""
+        raw = self.lib.llama_model_chat_template(self._model, None)
+        return raw.decode("utf-8") if raw else None
+
+    def token_text(self, token: int) -> str:
+        """A token's text as the vocabulary spells it (for `bos_token`/`eos_token` in templates)."""
+        return "" if token < 0 else self.lib.llama_vocab_get_text(self.vocab, token).decode()
+
+    def bos(self) -> int:
+        """The beginning-of-sequence token, or -1."""
+        return int(self.lib.llama_vocab_bos(self.vocab))
+
+    def eos(self) -> int:
+        """The end-of-sequence token, or -1."""
+        return int(self.lib.llama_vocab_eos(self.vocab))
+
+    def tokenize(self, text: str, *, special: bool) -> list[int]:
+        """`text`'s tokens; `special`: control tokens written in it are parsed as such."""
+        data = text.encode("utf-8")
+        room = len(data) + 8
+        while True:
+            out = (self.lib.llama_token * room)()
+            n = self.lib.llama_tokenize(self.vocab, data, len(data), out, room, False, special)
+            if n >= 0:
+                return list(out[:n])
+            room = -n
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a generated token stands for; control tokens are none."""
+        n = self.lib.llama_token_to_piece(self.vocab, token, self._piece, 256, 0, False)
+        if n < 0:  # longer than any token of a known vocabulary; be safe anyway
+            buffer = ctypes.create_string_buffer(-n)
+            n = self.lib.llama_token_to_piece(self.vocab, token, buffer, -n, 0, False)
+            return buffer.raw[:n]
+        return self._piece.raw[:n]
+
+    def is_end(self, token: int) -> bool:
+        """Whether `token` ends the answer (end of generation, end of turn)."""
+        return bool(self.lib.llama_vocab_is_eog(self.vocab, token))
+
+    def forget(self, seq: int, start: int) -> None:
+        """Drop sequence `seq`'s cache from position `start` on."""
+        self.lib.llama_memory_seq_rm(self._memory, seq, start, -1)
+
+    def cached(self, seq: int) -> int:
+        """How many positions of sequence `seq` the cache holds."""
+        return int(self.lib.llama_memory_seq_pos_max(self._memory, seq)) + 1
+
+    def decode(self, tokens: list[tuple[int, int, int, bool]]) -> int:
+        """Decode (token, position, sequence, wants logits) entries at once: llama.cpp's code.
+
+        0 is done, 2 aborted (see `AbortSwitch`), anything else a failure.
+        """
+        batch = self._batch
+        for i, (token, pos, seq, logits) in enumerate(tokens):
+            batch.token[i] = token
+            batch.pos[i] = pos
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = seq
+            batch.logits[i] = logits
+        batch.n_tokens = len(tokens)
+        return int(self.lib.llama_decode(self._ctx, batch))
+
+    def sampler(self, sampling: Sampling) -> Sampler:
+        """A sampler of its own for one sequence: its penalties and random state are its own."""
+        return Sampler(self.lib, self._ctx, sampling)
 
     def close(self) -> None:
-        """Free the model's memory."""
-        self._llama.close()
+        """Free the context, the batch and the model."""
+        self.lib.llama_batch_free(self._batch)
+        self.lib.llama_free(self._ctx)
+        self.lib.llama_model_free(self._model)
 
-    def run(self, job: Job) -> None:
-        """Generate `job` to its end, reporting through `job.emit`; never raises."""
-        if job.cancelled.is_set():
-            job.stats = "cancelled while queued"
-            job.emit(None)
+
+class Sampler:
+    """A llama.cpp sampler chain: penalties, top-k, top-p, temperature, then a draw."""
+
+    def __init__(self, lib: Any, ctx: Any, sampling: Sampling) -> None:
+        self._lib, self._ctx = lib, ctx
+        self._chain = chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        add = lib.llama_sampler_chain_add
+        # The binding declares an old first argument (n_vocab) that llama.cpp's C function no
+        # longer takes; integers and floats travel in separate registers, so giving the
+        # window twice is right for either signature.
+        window = _PENALTY_LAST_N
+        add(chain, lib.llama_sampler_init_penalties(window, window, _REPEAT_PENALTY, 0.0, 0.0))
+        if sampling.temperature <= 0:
+            add(chain, lib.llama_sampler_init_greedy())
             return
-        self._abort.arm(job)
-        try:
-            self._generate(job)
-        except ProviderError as exc:
-            job.stats = f"failed: {exc.detail}"
-            job.emit(exc)
-        except Exception as exc:  # anything llama.cpp raises: a failed or aborted decode
-            if job.cancelled.is_set():
-                job.stats = _cancelled_stats(job)
-            else:
-                job.stats = f"failed: {exc}"
-                job.emit(UpstreamBadResponse(f"the local model failed: {exc}"))
-        finally:
-            self._abort.arm(None)
-            job.emit(None)
+        seed = lib.LLAMA_DEFAULT_SEED if sampling.seed is None else sampling.seed
+        add(chain, lib.llama_sampler_init_top_k(_TOP_K))
+        add(chain, lib.llama_sampler_init_top_p(sampling.top_p, 1))
+        add(chain, lib.llama_sampler_init_temp(sampling.temperature))
+        add(chain, lib.llama_sampler_init_dist(seed & 0xFFFFFFFF))
 
-    def _generate(self, job: Job) -> None:
-        started = time.monotonic()
-        prompt = self._prompt(job.messages)
-        room = self._llama.n_ctx() - len(prompt)
-        if room <= 0:
-            raise UpstreamBadResponse(
-                f"the conversation is {len(prompt)} tokens long, the model's context holds "
-                f"{self._llama.n_ctx()} (STREAMCHAT_LOCAL_CONTEXT_TOKENS)"
-            )
-        seed = job.seed if job.seed is not None else self._llama_cpp.LLAMA_DEFAULT_SEED
-        self._llama.set_seed(seed)
-        tokens = self._llama.generate(
-            prompt,
-            top_k=_TOP_K,
-            top_p=job.top_p,
-            min_p=0.0,
-            temp=job.temperature,
-            repeat_penalty=_REPEAT_PENALTY,
-        )
-        try:
-            answer = self._answer(job, tokens, min(job.max_tokens, room))
-        finally:
-            tokens.close()
-        if answer is None:
-            job.stats = _cancelled_stats(job)
-            return
-        job.emit(TokenUsage(prompt_tokens=len(prompt), completion_tokens=answer.tokens))
-        job.emit(Finish(answer.reason))
-        first = answer.first_at - started if answer.tokens else 0.0
-        spent = answer.last_at - answer.first_at
-        rate = (answer.tokens - 1) / spent if spent > 0 else 0.0
-        job.stats = (
-            f"{len(prompt)} prompt tokens, {answer.tokens} tokens, {answer.reason}, "
-            f"first after {first:.2f} s, {rate:.1f} tokens/s"
-        )
+    def sample(self, index: int) -> int:
+        """Draw the next token from the logits of batch entry `index` (and remember it)."""
+        return int(self._lib.llama_sampler_sample(self._chain, self._ctx, index))
 
-    def _answer(self, job: Job, tokens: Iterator[int], budget: int) -> _Answer | None:
-        """Send the text of each token as it comes; None if the job was cancelled."""
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        stops = StopScanner(job.stop)
-        answer = _Answer()
-        for token in tokens:
-            if job.cancelled.is_set():
-                return None
-            if self._llama_cpp.llama_vocab_is_eog(self._vocab, token):
-                answer.reason = "stop"
-                break
-            answer.tokens += 1
-            answer.last_at = time.monotonic()
-            answer.first_at = answer.first_at or answer.last_at
-            text, stopped = stops.feed(decoder.decode(self._llama.detokenize([token])))
-            if text:
-                job.emit(TextDelta(text))
-            if stopped:
-                answer.reason = "stop"
-                return answer
-            if answer.tokens >= budget:
-                break
-        if rest := stops.flush(decoder.decode(b"", final=True)):
-            job.emit(TextDelta(rest))
-        return answer
-
-    def _prompt(self, messages: list[dict[str, str]]) -> list[int]:
-        if self._system_prompt and not any(m["role"] == "system" for m in messages):
-            messages = [{"role": "system", "content": self._system_prompt}, *messages]
-        try:
-            text = self._template(messages=messages).prompt
-        except Exception as exc:  # the model's Jinja template refused the conversation
-            raise UpstreamBadResponse(f"the model's chat template failed: {exc}") from exc
-        return self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+    def free(self) -> None:
+        """Free the chain and its samplers."""
+        self._lib.llama_sampler_free(self._chain)
 
 
-@dataclass(slots=True)
-class _Answer:
-    tokens: int = 0
-    reason: Literal["stop", "length"] = "length"
-    first_at: float = 0.0
-    last_at: float = 0.0
-
-
-def _cancelled_stats(job: Job) -> str:
-    return f"cancelled, stopped {(time.monotonic() - job.cancelled_at) * 1000:.0f} ms after close"
-
-
-def _chat_template(llama_cpp: Any, llama: Llama) -> Any:
-    """The GGUF's own chat template; ChatML (Qwen's format) if the file has none."""
-    formats = llama_cpp.llama_chat_format
-    template = llama.metadata.get("tokenizer.chat_template", formats.CHATML_CHAT_TEMPLATE)
-
-    vocab = llama_cpp.llama_model_get_vocab(llama.model)
-
-    def text(token: int) -> str:
-        return llama_cpp.llama_vocab_get_text(vocab, token).decode() if token != -1 else ""
-
-    return formats.Jinja2ChatFormatter(
-        template=template, eos_token=text(llama.token_eos()), bos_token=text(llama.token_bos())
-    )
+def decode_failed(code: int) -> UpstreamBadResponse:
+    """The error a failed `llama_decode` is to the client."""
+    return UpstreamBadResponse(f"the local model failed to decode (llama_decode returned {code})")

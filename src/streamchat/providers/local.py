@@ -1,8 +1,10 @@
-"""The embedded model: a GGUF run by llama.cpp in this process, one request at a time.
+"""The embedded model: a GGUF run by llama.cpp in this process, several answers at once.
 
-One worker thread owns the model and runs the generations in the order they were accepted.
-`open()` accepts a request at once by queueing it (so the client gets its `start` event and
-pings while it waits), or refuses it at once with `UpstreamUnavailable` when
+The engine (engine.py) owns the model on a thread of its own and decodes up to
+`STREAMCHAT_LOCAL_SLOTS` answers together. `open()` turns the conversation into tokens (and
+refuses one whose last message alone does not fit the context), then accepts the request at
+once by queueing it (so the client gets its `start` event and pings while it waits), or
+refuses it at once with `UpstreamUnavailable` when all slots are busy and
 `STREAMCHAT_LOCAL_MAX_QUEUE` requests already wait. Tokens come back to the event loop one by
 one; closing a stream stops its generation within milliseconds, queued or running.
 """
@@ -15,22 +17,25 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..config import Settings
-from .base import (
-    GenerateRequest,
-    ProviderError,
-    ProviderEvent,
-    UpstreamUnavailable,
-)
-from .llamacpp import Job, LlamaModel, check_loadable
+from .base import ChatMessage, GenerateRequest, ProviderError, ProviderEvent, UpstreamUnavailable
+from .engine import Engine
+from .llamacpp import NativeModel, Sampling, check_loadable
 from .model_files import model_path
+from .prompts import PromptBuilder, template_renderer
+from .slots import Job
 
 log = logging.getLogger(__name__)
 
 _Queue = asyncio.Queue[ProviderEvent | ProviderError | None]
+
+# ChatML, Qwen's format, for a GGUF that carries no template of its own.
+CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 def prepare(settings: Settings) -> Path:
@@ -41,7 +46,7 @@ def prepare(settings: Settings) -> Path:
 
 
 class ModelStream:
-    """One accepted generation: its events arrive from the worker thread through a queue."""
+    """One accepted generation: its events arrive from the engine's thread through a queue."""
 
     def __init__(self, provider: LocalProvider, job: Job, queue: _Queue) -> None:
         self._provider = provider
@@ -71,100 +76,146 @@ class LocalProvider:
         self._settings = settings
         self._model_name = settings.model_name
         self._threads = settings.local_threads or os.cpu_count() or 1
-        self._executor: ThreadPoolExecutor | None = None
-        self._model: LlamaModel | None = None
+        self._engine: Engine | None = None
+        self._prompts: PromptBuilder | None = None
+        self._context = 0  # tokens per slot
         self._jobs: set[Job] = set()  # accepted and neither finished nor closed
+        self._queued = 0  # jobs that got a slot, and their total wait for it
+        self._queued_seconds = 0.0
 
     def models(self) -> list[str]:
         """The one model this process has loaded."""
         return [self._model_name]
 
     async def start(self) -> None:
-        """Find (or assemble) the model file and load it in the worker thread."""
-        path = await asyncio.to_thread(model_path, self._settings, log.info)
+        """Find (or assemble) the model file and load it in the engine's thread."""
+        settings = self._settings
+        path = await asyncio.to_thread(model_path, settings, log.info)
         size = path.stat().st_size / 1024 / 1024
         log.info("loading %s (%.0f MB, %d threads)", path, size, self._threads)
         started = time.monotonic()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="llama")
-        self._model = await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._load, path
-        )
-        log.info("model %s loaded in %.1f s", self._model_name, time.monotonic() - started)
-
-    def _load(self, path: Path) -> LlamaModel:
-        return LlamaModel(
+        engine = Engine(
             path,
-            context_tokens=self._settings.local_context_tokens,
+            context_tokens=settings.local_context_tokens,
+            slots=settings.local_slots,
             threads=self._threads,
-            system_prompt=self._settings.local_system_prompt,
+            prompt_chunk=settings.local_prompt_chunk,
+        )
+        model = await asyncio.wrap_future(engine.loaded)
+        self._engine, self._context = engine, model.seq_context
+        self._prompts = _prompt_builder(model)
+        log.info(
+            "model %s loaded in %.1f s: %d slots of %d tokens, KV cache %.0f MB",
+            self._model_name,
+            time.monotonic() - started,
+            model.slots,
+            model.seq_context,
+            model.kv_bytes / 1024 / 1024,
         )
 
     async def close(self) -> None:
-        """Stop every generation, free the model and end the worker thread."""
-        model, executor = self._model, self._executor
-        self._model = None
-        if model is not None:
-            for job in list(self._jobs):
-                model.interrupt(job)
-        if executor is not None:
-            if model is not None:
-                await asyncio.wrap_future(executor.submit(model.close))
-            executor.shutdown(wait=False)
+        """Stop every generation, free the model and end the engine's thread."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await asyncio.to_thread(engine.close)
 
     async def ready(self) -> bool:
         """Ready once the model is loaded."""
-        return self._model is not None
+        return self._engine is not None
+
+    def load(self) -> tuple[int, int]:
+        """(running, waiting): answers being generated in a slot, and requests queued."""
+        running = sum(1 for job in self._jobs if job.admitted_at)
+        return running, len(self._jobs) - running
+
+    def queue_time(self) -> tuple[int, float]:
+        """How many requests got a slot so far, and the seconds they waited for it in all."""
+        return self._queued, self._queued_seconds
 
     async def open(self, request: GenerateRequest) -> ModelStream:
         """Queue the request for the model, or refuse it at once if the queue is full."""
-        if self._model is None or self._executor is None:
+        if self._engine is None or self._prompts is None:
             raise UpstreamUnavailable("the local model is not loaded")
-        waiting = len(self._jobs) - 1
-        if waiting >= self._settings.local_max_queue:
-            raise UpstreamUnavailable(
-                f"the local model is busy: {waiting} requests are waiting "
-                f"(STREAMCHAT_LOCAL_MAX_QUEUE={self._settings.local_max_queue})"
-            )
+        self._check_room()
+        max_tokens = request.max_tokens or self._settings.local_max_tokens
+        # Room for the answer: what it asks for, but never more than a quarter of the context.
+        room = self._context - min(max_tokens, self._context // 4)
+        prompt = await asyncio.to_thread(self._prompts.fit, self._messages(request), room)
+        if prompt.dropped:
+            log.info("the oldest %d messages do not fit the context: left out", prompt.dropped)
+        if self._engine is None:
+            raise UpstreamUnavailable("the local model is not loaded")
+        self._check_room()
         loop = asyncio.get_running_loop()
         queue: _Queue = asyncio.Queue()
+        context = contextvars.copy_context()  # the request's trace id, for the log line
 
         def emit(item: ProviderEvent | ProviderError | None) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
+            if item is None:
+                loop.call_soon_threadsafe(self._done, job, context=context)
 
         job = Job(
-            messages=self._messages(request),
-            max_tokens=request.max_tokens or self._settings.local_max_tokens,
-            temperature=_first(request.temperature, self._settings.local_temperature),
-            top_p=_first(request.top_p, self._settings.local_top_p),
-            seed=request.seed,
+            prompt=prompt.tokens,
+            head=prompt.head,
+            max_tokens=max_tokens,
+            sampling=Sampling(
+                temperature=_first(request.temperature, self._settings.local_temperature),
+                top_p=_first(request.top_p, self._settings.local_top_p),
+                seed=request.seed,
+            ),
             stop=list(request.stop),
             emit=emit,
         )
         self._jobs.add(job)
-        accepted = time.monotonic()
-        future = self._executor.submit(self._model.run, job)
-        context = contextvars.copy_context()  # the request's trace id, for the log line
-        future.add_done_callback(
-            lambda _: loop.call_soon_threadsafe(self._done, job, accepted, context=context)
-        )
+        self._engine.submit(job)
         return ModelStream(self, job, queue)
 
+    def _check_room(self) -> None:
+        slots, queue = self._settings.local_slots, self._settings.local_max_queue
+        waiting = len(self._jobs) - slots
+        if waiting >= queue:
+            raise UpstreamUnavailable(
+                f"the local model is busy: {slots} answers are being generated and {waiting} "
+                f"requests are waiting (STREAMCHAT_LOCAL_SLOTS={slots}, "
+                f"STREAMCHAT_LOCAL_MAX_QUEUE={queue})"
+            )
+
     def release(self, job: Job) -> None:
-        """The stream was closed: stop its generation and free its place in the queue."""
+        """The stream was closed: stop its generation and free its slot or queue place."""
         if job in self._jobs:
             self._jobs.discard(job)
-            if self._model is not None:
-                self._model.interrupt(job)
+            if self._engine is not None:
+                self._engine.cancel(job)
 
-    def _done(self, job: Job, accepted: float) -> None:
+    def _done(self, job: Job) -> None:
         self._jobs.discard(job)
+        if job.admitted_at:
+            self._queued += 1
+            self._queued_seconds += job.admitted_at - job.queued_at
         log.info(
-            "generation: %s; %.2f s after it was accepted", job.stats, time.monotonic() - accepted
+            "generation: %s; %.2f s after it was accepted",
+            job.stats,
+            time.monotonic() - job.queued_at,
         )
 
-    @staticmethod
-    def _messages(request: GenerateRequest) -> list[dict[str, str]]:
-        return [{"role": m.role, "content": m.content} for m in request.messages]
+    def _messages(self, request: GenerateRequest) -> list[ChatMessage]:
+        messages = list(request.messages)
+        system = self._settings.local_system_prompt
+        if system and not any(m.role == "system" for m in messages):
+            messages.insert(0, ChatMessage("system", system))
+        return messages
+
+
+def _prompt_builder(model: NativeModel) -> PromptBuilder:
+    formats = model.lib.llama_chat_format
+    render = template_renderer(
+        model.template() or CHATML,
+        bos=model.token_text(model.bos()),
+        eos=model.token_text(model.eos()),
+        formats=formats,
+    )
+    return PromptBuilder(render, lambda text, special: model.tokenize(text, special=special))
 
 
 def _first(value: float | None, default: float) -> float:
