@@ -48,6 +48,7 @@ export class Answer {
     this.streamId = streamId;
     this.conversationId = conversationId;
     this.messageId = null;
+    this.uid = null; // the uid the server answers for, from the start event
     this.done = false;
     this.status = "streaming";
     this.note = "";
@@ -87,6 +88,7 @@ export class Answer {
       this.streamId = event.stream_id;
       this.conversationId = event.conversation_id;
       this.messageId = event.message_id;
+      this.uid = event.uid ?? null;
       this.onStart(this);
     } else if (event.type === "delta") {
       this.text += event.delta;

@@ -2,11 +2,27 @@
 //
 // localStorage keeps the uid, the conversation on screen, and the answer being streamed
 // (saved.js), so a reload shows the text and resumes the stream after the last index shown.
+//
+// Two modes, as the server runs (DESIGN.md §7). Keys off: the uid is typed, and sent with
+// every request, as in the seed. Keys on (the page learns it from a 401): the key is asked for
+// (key.js) and sent instead; the key says who the user is, so no uid is sent, and the uid the
+// server answers for is shown in the top bar.
 
-import { ApiError, describe, getData, postData, startChat } from "./api.js";
+import {
+  ApiError,
+  deleteData,
+  describe,
+  getData,
+  onUnauthorized,
+  postData,
+  startChat,
+  withQuery,
+} from "./api.js";
 import { Answer, messageElement } from "./answer.js";
+import { KeyPanel } from "./key.js";
 import { dropSaved, forgetAnswer, loadSaved, saveAnswer } from "./saved.js";
 import { Sidebar } from "./sidebar.js";
+import { say } from "./words.js";
 
 const KEY_UID = "streamchat.uid";
 const KEY_CONVERSATION = "streamchat.conversation";
@@ -14,6 +30,9 @@ const KEY_CONVERSATION = "streamchat.conversation";
 const $ = (id) => document.getElementById(id);
 const ui = {
   uid: $("uid"),
+  uidBox: $("uid-box"),
+  who: $("who"),
+  changeKey: $("change-key"),
   messages: $("messages"),
   empty: $("empty"),
   form: $("composer"),
@@ -25,7 +44,7 @@ const ui = {
   errorDetail: $("error-detail"),
 };
 
-const state = { conversationId: null, answer: null };
+const state = { conversationId: null, answer: null, keyed: false };
 
 const sidebar = new Sidebar({
   list: $("conversations"),
@@ -34,6 +53,22 @@ const sidebar = new Sidebar({
   onOpen: (id) => {
     setDrawer(false);
     openConversation(id).catch(showError);
+  },
+  onDelete: (id) => deleteConversation(id).catch(showError),
+  onUid: (uid) => learnUid(uid),
+});
+
+const keys = new KeyPanel({
+  form: $("key-form"),
+  label: $("key-label"),
+  input: $("key"),
+  note: $("key-note"),
+  button: $("use-key"),
+  onKey: () => {
+    showKeyed();
+    hideError();
+    newChat();
+    sidebar.reload(owner());
   },
 });
 
@@ -50,9 +85,46 @@ function validUid() {
   return typeof uid === "number" && uid >= 1 ? uid : null;
 }
 
+/** Who the requests are for, as query parameters: the typed uid with keys off; nothing with
+ *  keys on (the key says it); null while the typed uid is not valid. */
+function owner() {
+  if (state.keyed) return {};
+  const uid = validUid();
+  return uid === null ? null : { uid };
+}
+
+/** The uid the page acts as: the typed one, or the key's once the server said it. */
+function actingUid() {
+  return state.keyed ? keys.uid : validUid();
+}
+
+// ---- keys ----
+
+/** Show the top bar of keys on: the key's uid instead of the uid box. */
+function showKeyed() {
+  state.keyed = true;
+  ui.uidBox.hidden = true;
+  const uid = keys.uid;
+  ui.who.textContent = uid === null ? "" : `uid ${uid}`;
+  ui.who.hidden = uid === null;
+  ui.changeKey.hidden = keys.key === null;
+}
+
+function learnUid(uid) {
+  if (!state.keyed || uid === keys.uid) return;
+  keys.uid = uid;
+  showKeyed();
+}
+
+onUnauthorized((error, keyUsed) => {
+  keys.refused(error, keyUsed);
+  showKeyed();
+});
+
 // ---- errors ----
 
 function showError(error) {
+  if (error instanceof ApiError && error.status === 401) return; // the key field says it
   ui.errorText.textContent = describe(error);
   const detail = [];
   if (error instanceof ApiError) {
@@ -110,11 +182,12 @@ async function run(answer, response) {
   updateComposer();
   show(answer.element);
   answer.onStart = () => {
+    if (answer.uid !== null) learnUid(answer.uid);
     if (state.answer === answer) setConversation(answer.conversationId);
-    sidebar.reload(validUid());
+    sidebar.reload(owner());
   };
   answer.onChange = () => {
-    if (state.answer === answer) saveAnswer(answer, validUid());
+    if (state.answer === answer) saveAnswer(answer, actingUid());
     scrollToEnd();
   };
   // An answer left on screen's behalf goes on in the background (so the generation is not
@@ -127,13 +200,13 @@ async function run(answer, response) {
   } finally {
     forgetAnswer(answer);
     if (state.answer === answer) updateComposer();
-    if (answer.done) sidebar.reload(validUid());
+    if (answer.done) sidebar.reload(owner());
   }
 }
 
 async function send(text) {
   hideError();
-  const body = { uid: uidValue(), message: text };
+  const body = state.keyed ? { message: text } : { uid: uidValue(), message: text };
   if (state.conversationId) body.conversation_id = state.conversationId;
   const question = messageElement("user", text);
   show(question);
@@ -179,8 +252,8 @@ function storedElement(message) {
 /** Show a stored conversation (its messages are returned); an answer still streaming in it
  *  is followed live, replayed from its stream's first event so that it rebuilds all its text. */
 async function openConversation(id, skipMessageId = null) {
-  const uid = validUid();
-  const list = await getData(`/api/conversations/${encodeURIComponent(id)}/messages?uid=${uid}`);
+  const path = `/api/conversations/${encodeURIComponent(id)}/messages`;
+  const list = await getData(withQuery(path, owner() ?? { uid: uidValue() }));
   hideError();
   clearChat();
   setConversation(id);
@@ -193,6 +266,13 @@ async function openConversation(id, skipMessageId = null) {
     }
   }
   return list.items;
+}
+
+/** Delete a conversation (its delete button was confirmed); leave it if it is on screen. */
+async function deleteConversation(id) {
+  await deleteData(withQuery(`/api/conversations/${encodeURIComponent(id)}`, owner() ?? {}));
+  if (state.conversationId === id) newChat();
+  await sidebar.reload(owner());
 }
 
 /** After a reload: restore the answer that was streaming, then resume it after its index. */
@@ -240,6 +320,15 @@ function newChat() {
 
 function start() {
   ui.uid.value = localStorage.getItem(KEY_UID) ?? "1";
+  if (keys.key !== null) showKeyed(); // this tab was given a key: keys are on
+  ui.changeKey.textContent = say("change key", "更换密钥");
+  ui.changeKey.addEventListener("click", () => {
+    keys.forget();
+    showKeyed();
+    newChat();
+    sidebar.reload(owner());
+    keys.ask(say("Enter the key to use.", "请输入要使用的密钥。"));
+  });
   ui.form.addEventListener("submit", (event) => {
     event.preventDefault();
     send(ui.message.value);
@@ -258,7 +347,7 @@ function start() {
   ui.uid.addEventListener("change", () => {
     localStorage.setItem(KEY_UID, ui.uid.value.trim());
     newChat();
-    sidebar.reload(validUid());
+    sidebar.reload(owner());
   });
   $("new-chat").addEventListener("click", () => {
     setDrawer(false);
@@ -270,13 +359,13 @@ function start() {
   document.querySelector(".chat").addEventListener("click", () => setDrawer(false));
   $("error-close").addEventListener("click", hideError);
   window.addEventListener("pagehide", () => {
-    if (state.answer) saveAnswer(state.answer, validUid());
+    if (state.answer) saveAnswer(state.answer, actingUid());
   });
 
-  sidebar.reload(validUid());
+  sidebar.reload(owner());
   const saved = loadSaved();
   const conversation = localStorage.getItem(KEY_CONVERSATION);
-  if (saved && saved.uid === validUid()) {
+  if (saved && saved.uid === actingUid()) {
     restore(saved).catch(showError);
   } else if (conversation) {
     openConversation(conversation).catch(() => setConversation(null));
