@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from streamchat.store import Store, create_engine
+from streamchat.store.tables import conversations, messages
 
 POSTGRES_URL = os.environ.get(
     "STREAMCHAT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -142,3 +143,15 @@ async def store(database: DatabaseSettings) -> AsyncIterator[Store]:
     await opened.start(run_migrations=True)
     yield opened
     await opened.close()
+
+
+async def row_counts(db: DatabaseSettings) -> tuple[int, int]:
+    """How many conversations and messages the database of `db` holds."""
+    engine = create_engine(db["database_url"], schema=db.get("database_schema", ""))
+    try:
+        async with engine.connect() as connection:
+            c = await connection.scalar(select(func.count()).select_from(conversations))
+            m = await connection.scalar(select(func.count()).select_from(messages))
+    finally:
+        await engine.dispose()
+    return int(c or 0), int(m or 0)

@@ -16,17 +16,14 @@ import aiohttp
 import openai
 import pytest
 import pytest_asyncio
-from sqlalchemy import func, select
 
 from streamchat.access.keys import key_hash
 from streamchat.config import Settings
 from streamchat.server.app import create_app
 from streamchat.server.routetable import rows
-from streamchat.store import create_engine
-from streamchat.store.tables import conversations, messages
 
 from .conftest import StartServer
-from .dbs import Databases, DatabaseSettings
+from .dbs import Databases, DatabaseSettings, row_counts
 from .keyring import Keys, bearer, make_keys
 from .servers import ServerProcess
 from .sseclient import FrameReader, take_events
@@ -173,23 +170,12 @@ async def test_a_service_key_acts_for_the_uid_each_request_names(
 
 async def test_refused_requests_write_nothing(http: aiohttp.ClientSession, keyed: Keyed) -> None:
     server, keys, db = keyed
-    before = await _counts(db)
+    before = await row_counts(db)
     body = {"uid": 9, "message": "hello"}
     for headers in ({}, bearer(keys.revoked), bearer(keys.user8)):
         async with http.post(server.url + "/api/chat", json=body, headers=headers) as response:
             assert response.status in (401, 403)
-    assert await _counts(db) == before
-
-
-async def _counts(db: DatabaseSettings) -> tuple[int, int]:
-    engine = create_engine(db["database_url"], schema=db.get("database_schema", ""))
-    try:
-        async with engine.connect() as connection:
-            c = await connection.scalar(select(func.count()).select_from(conversations))
-            m = await connection.scalar(select(func.count()).select_from(messages))
-    finally:
-        await engine.dispose()
-    return int(c or 0), int(m or 0)
+    assert await row_counts(db) == before
 
 
 async def test_the_openai_client_works_with_a_key_and_refuses_without(

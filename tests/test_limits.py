@@ -6,13 +6,12 @@ from __future__ import annotations
 import aiohttp
 
 from .conftest import StartServer
-from .dbs import Databases
+from .dbs import Databases, row_counts
 from .fakeupstream import FakeUpstream
 from .keyring import bearer, create_key
 from .nodes import node_env, start_nodes
 from .redisserver import SHARED_URL
 from .sseclient import FrameReader, events, take_events
-from .test_identity import _counts
 
 V1 = {"model": "echo", "messages": [{"role": "user", "content": "hello there"}]}
 
@@ -41,13 +40,13 @@ async def test_requests_per_minute_per_uid_with_headers_then_429(
         assert headers["x-ratelimit-reset-requests"].endswith("s")
         remaining.append(headers["x-ratelimit-remaining-requests"])
     assert remaining == ["2", "1", "0"]
-    before = await _counts(db)
+    before = await row_counts(db)
     status, headers, body = await _chat(http, server.url, 21)
     assert status == 429
     assert 1 <= int(headers["Retry-After"]) <= 60
     assert headers["x-ratelimit-remaining-requests"] == "0"
     assert b'"code":63' in body
-    assert await _counts(db) == before  # the refusal wrote nothing
+    assert await row_counts(db) == before  # the refusal wrote nothing
     # Another uid has its own count.
     assert (await _chat(http, server.url, 22))[0] == 200
 
