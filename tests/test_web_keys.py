@@ -313,3 +313,21 @@ async def test_with_keys_off_a_conversation_is_deleted_after_confirming(
     async with http.get(server.url + f"/api/conversations?uid={uid}") as response:
         page_data = await response.json()
     assert [c["title"] for c in page_data["data"]["items"]] == ["first question"]
+
+
+async def test_a_real_429_shows_the_wait_and_keeps_the_message(
+    browser_en: Page, start_server: StartServer, upstream: FakeUpstream
+) -> None:
+    server = await start_server(limit_requests_per_minute="1", ping_seconds="1")
+    chat = ChatPage(browser_en, server.url)
+    await chat.open()
+    await chat.set_uid(fresh_uid())
+    upstream.reset(Script(tokens=["fine"]))
+    await chat.send("first question")
+    await chat.wait_settled()
+    await chat.send("second question")
+    await browser_en.wait_for_function(
+        "() => /Too many requests: retry in \\d+ s/.test("
+        "document.getElementById('error-text').textContent)"
+    )
+    assert await browser_en.input_value("#message") == "second question"
