@@ -6,6 +6,7 @@ earlier turns, titles new conversations, and turns "not yours" into 404.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,10 +18,23 @@ from .recorder import AnswerRecorder
 from .schemas import ConversationPage, MessageList
 from .store import NewTurn, Store
 
+log = logging.getLogger(__name__)
+
 TITLE_CHARS = 50
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CURSOR = re.compile(r"(\d{1,20})_([0-9a-f]{32})")
 _ROLES: dict[str, Role] = {"user": "user", "assistant": "assistant", "system": "system"}
+
+
+@dataclass(slots=True, frozen=True)
+class Draft:
+    """A turn read but not written: who asks, where, and what the model will be sent."""
+
+    uid: int
+    conversation_id: str | None
+    message: str
+    model: str
+    messages: list[ChatMessage]
 
 
 @dataclass(slots=True, frozen=True)
@@ -29,6 +43,8 @@ class Turn:
 
     ids: NewTurn
     messages: list[ChatMessage]
+    model: str
+    created: bool  # the turn began its conversation
 
 
 def title_of(message: str) -> str:
@@ -49,7 +65,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     if match is None:
         raise Failure(Kind.VALIDATION, "cursor_invalid")
     micros, conversation_id = match.groups()
-    return _EPOCH + timedelta(microseconds=int(micros)), conversation_id
+    try:
+        return _EPOCH + timedelta(microseconds=int(micros)), conversation_id
+    except OverflowError:  # 20 digits of microseconds reach past the year 9999
+        raise Failure(Kind.VALIDATION, "cursor_invalid") from None
 
 
 def _not_found(conversation_id: str) -> Failure:
@@ -64,10 +83,10 @@ class History:
         self._max_chars = settings.history_max_chars
         self._save_tokens = settings.history_save_tokens
 
-    async def begin(
+    async def prepare(
         self, *, uid: int, conversation_id: str | None, message: str, model: str
-    ) -> Turn:
-        """Commit the user's message (and the empty answer) before anything is generated.
+    ) -> Draft:
+        """What the model will be sent, read from earlier turns; nothing is written yet.
 
         Raises 404 if `conversation_id` is not `uid`'s, 503 if the database fails.
         """
@@ -77,16 +96,42 @@ class History:
             if found is None:
                 raise _not_found(conversation_id)
             earlier = found
+        messages = [*_context(earlier), ChatMessage("user", message)]
+        return Draft(uid, conversation_id, message, model, messages)
+
+    async def commit(self, draft: Draft) -> Turn:
+        """Commit the user's message (and the empty answer) before anything is streamed.
+
+        Raises 404 if the conversation was deleted since `prepare`, 503 if the database fails.
+        """
         ids = await self.store.begin_turn(
-            uid=uid,
-            conversation_id=conversation_id,
-            title=title_of(message),
-            message=message,
-            model=model,
+            uid=draft.uid,
+            conversation_id=draft.conversation_id,
+            title=title_of(draft.message),
+            message=draft.message,
+            model=draft.model,
         )
         if ids is None:  # deleted (or never ours) between the read and the write
-            raise _not_found(conversation_id or "")
-        return Turn(ids, [*_context(earlier), ChatMessage("user", message)])
+            raise _not_found(draft.conversation_id or "")
+        return Turn(ids, draft.messages, draft.model, draft.conversation_id is None)
+
+    async def begin(
+        self, *, uid: int, conversation_id: str | None, message: str, model: str
+    ) -> Turn:
+        """`prepare` then `commit`."""
+        draft = await self.prepare(
+            uid=uid, conversation_id=conversation_id, message=message, model=model
+        )
+        return await self.commit(draft)
+
+    async def forget(self, turn: Turn, reason: BaseException) -> None:
+        """Take back a turn that was refused before its stream began (DESIGN §8: a refusal
+        writes nothing); if the database fails meanwhile, its answer records the refusal."""
+        try:
+            await self.store.forget_turn(turn.ids, with_conversation=turn.created)
+        except Failure as exc:
+            log.warning("turn %s not taken back: %s", turn.ids.answer_id, exc.detail)
+            self.recorder(turn).refused(reason)
 
     def recorder(self, turn: Turn) -> AnswerRecorder:
         """What saves this turn's answer as it is generated."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from ..chat import ChatService
+from ..config import Settings
 from ..errors import Failure, Kind
 from ..generation import StreamFormat
 from ..hub import Subscription
@@ -19,17 +20,20 @@ from .protocol import ChatCompletionRequest
 
 
 async def start_completion(
-    chat: ChatService, body: ChatCompletionRequest, *, max_message_chars: int
+    chat: ChatService, body: ChatCompletionRequest, settings: Settings
 ) -> tuple[Subscription, StreamFormat]:
     """Have the provider accept the request; the subscription follows its answer, written in
     the returned format (a `CompletionFormat` when not streamed)."""
     if body.model and body.model not in chat.models():
         raise Failure(Kind.NOT_FOUND, "model_unknown", model=body.model)
     model = chat.resolve_model(body.model)
+    token_limit = body.token_limit()
+    if token_limit is not None and token_limit > settings.max_tokens_cap:
+        raise Failure(Kind.VALIDATION, "max_tokens_too_large", limit=settings.max_tokens_cap)
     request = GenerateRequest(
-        messages=_messages(body, max_message_chars),
+        messages=_messages(body, settings),
         model=model,
-        max_tokens=body.token_limit(),
+        max_tokens=token_limit,
         temperature=body.temperature,
         top_p=body.top_p,
         stop=body.stop_list(),
@@ -45,12 +49,20 @@ async def start_completion(
     return await chat.generate(request, fmt), fmt
 
 
-def _messages(body: ChatCompletionRequest, limit: int) -> list[ChatMessage]:
+def _messages(body: ChatCompletionRequest, settings: Settings) -> list[ChatMessage]:
+    """The conversation for the provider, within the bounds of one message, the number of
+    messages and their total length."""
+    if len(body.messages) > settings.max_messages:
+        raise Failure(Kind.VALIDATION, "messages_too_many", limit=settings.max_messages)
+    limit, total = settings.max_message_chars, 0
     messages = []
     for message in body.messages:
         text = message.text()
         if len(text) > limit:
             raise Failure(Kind.TOO_LONG, "message_too_long", limit=limit)
+        total += len(text)
+        if total > settings.max_conversation_chars:
+            raise Failure(Kind.TOO_LONG, "messages_too_long", limit=settings.max_conversation_chars)
         role = "system" if message.role == "developer" else message.role
         messages.append(ChatMessage(role, text))
     return messages

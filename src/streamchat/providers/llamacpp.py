@@ -196,7 +196,8 @@ class LlamaModel:
                 f"the conversation is {len(prompt)} tokens long, the model's context holds "
                 f"{self._llama.n_ctx()} (STREAMCHAT_LOCAL_CONTEXT_TOKENS)"
             )
-        seed = job.seed if job.seed is not None else self._llama_cpp.LLAMA_DEFAULT_SEED
+        # llama.cpp's seed is 32 bits; OpenAI's is 64 (and may be negative): keep the low bits.
+        seed = job.seed & 0xFFFFFFFF if job.seed is not None else self._llama_cpp.LLAMA_DEFAULT_SEED
         self._llama.set_seed(seed)
         tokens = self._llama.generate(
             prompt,

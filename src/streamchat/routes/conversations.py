@@ -6,11 +6,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from ..schemas import ConversationPage, Envelope, MessageList
+from ..schemas import ID_PATTERN, MAX_INT, ConversationPage, Envelope, MessageList
 from .deps import HistoryDep
 
-Uid = Annotated[int, Query(ge=1, description="User id (用户ID): only their conversations")]
-ConversationId = Annotated[str, Path(max_length=64, description="The conversation's id")]
+Uid = Annotated[
+    int, Query(ge=1, le=MAX_INT, description="User id (用户ID): only their conversations")
+]
+ConversationId = Annotated[
+    str, Path(max_length=64, pattern=ID_PATTERN, description="The conversation's id")
+]
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations 会话"])
 

@@ -26,6 +26,7 @@ from ..schemas import ChatRequest, StreamEvent
 from ..store import Store, create_engine
 from . import handlers, routetable
 from .admission import Admission, Gate
+from .bodylimit import BodyLimit
 from .direct import DirectRoute, DirectRoutes
 
 log = logging.getLogger("streamchat")
@@ -74,8 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.chat = service
     app.state.history = history
     handlers.install(app)
-    # The last added is the outermost: TraceMiddleware, then the admission seam, then
-    # DirectRoutes (when on), then FastAPI's router.
+    # The last added is the outermost: TraceMiddleware, then the admission seam, the body
+    # bound, DirectRoutes (when on), then FastAPI's router.
     if settings.direct_routes:
         app.add_middleware(
             DirectRoutes,
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "/v1/chat/completions": DirectRoute(ChatCompletionRequest, openai.chat_completions),
             },
         )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(Admission, gates=gates(settings))
     app.add_middleware(TraceMiddleware)
     app.include_router(chat.router)
