@@ -140,10 +140,20 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         # Our validation errors are 400 envelopes, not FastAPI's default 422 bodies.
         for operation in (op for path in spec["paths"].values() for op in path.values()):
             operation.get("responses", {}).pop("422", None)
+            _errors_as_json(operation.get("responses", {}))
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
         app.openapi_schema = spec
     return app.openapi_schema
+
+
+def _errors_as_json(responses: dict[str, Any]) -> None:
+    """Errors are JSON envelopes even where the answer is a stream: FastAPI gives every
+    documented response the route's media type (text/event-stream for the stream routes)."""
+    for status, response in responses.items():
+        content = response.get("content", {})
+        if status >= "400" and "text/event-stream" in content:
+            content["application/json"] = content.pop("text/event-stream")
 
 
 def _log_start(app: FastAPI, settings: Settings) -> None:
