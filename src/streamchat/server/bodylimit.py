@@ -104,6 +104,13 @@ class _Counted:
         self.tripped = False
         self.started = False
 
+    @property
+    def transport(self) -> object:
+        """The transport of the server's own `receive`, which the stream response reaches
+        through `receive.__self__` to reset a client that stopped reading
+        (routes/responses.py `_abort`): a wrapper must not hide it."""
+        return getattr(getattr(self._receive, "__self__", None), "transport", None)
+
     async def receive(self) -> Message:
         if self.tripped:
             raise BodyTooLarge(limit=self._max)
