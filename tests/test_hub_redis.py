@@ -292,3 +292,12 @@ async def test_a_bad_live_message_does_not_stop_the_listener(hubs: Hubs) -> None
     assert reader.stopped() == []
     assert writer.stopped() == []
     await sub.close()
+
+
+async def test_a_stopped_background_task_is_reported(hubs: Hubs) -> None:
+    hub = await hubs.open()
+    assert hub.stopped() == []
+    listener = next(t for t in hub._tasks if t.get_name() == "redis-listener")  # the fault
+    listener.cancel()
+    await asyncio.gather(listener, return_exceptions=True)
+    assert hub.stopped() == ["redis-listener"]
