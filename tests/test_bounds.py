@@ -14,6 +14,7 @@ import pytest
 
 from streamchat.openai.protocol import ErrorResponse
 
+from .conftest import StartServer
 from .fakeupstream import FakeUpstream
 from .servers import ServerProcess
 from .sseclient import FrameReader
@@ -121,6 +122,20 @@ async def test_a_chunked_body_over_the_bound_is_413(server: ServerProcess, path:
         assert openai_code(body) == "request_too_large"
     else:
         assert native_code(body) == 66
+
+
+async def test_the_body_bound_holds_when_fastapi_serves_the_stream_routes(
+    start_server: StartServer,
+) -> None:
+    # FastAPI turns an error of `receive` into its own 400: the bound's 413 must win.
+    through_fastapi = await start_server(direct_routes="false")
+    for path in ("/api/chat", "/v1/chat/completions"):
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n"
+        ).encode()
+        status, _ = await send_while_reading(through_fastapi, head, 4 * MAX_BODY, chunked=True)
+        assert status == 413, path
 
 
 async def test_the_largest_v1_conversation_fits_the_body_bound(
