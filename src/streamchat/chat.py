@@ -14,7 +14,7 @@ import uuid
 from .config import Settings
 from .errors import Failure, Kind, Lang
 from .generation import Generation, NativeFormat, Recorder, StreamFormat
-from .history import History, Turn
+from .history import History
 from .hub import Hooks, StreamHub, Subscription
 from .limits import StreamSlots
 from .providers.base import GenerateRequest, Provider, ProviderError, ProviderStream
@@ -57,39 +57,38 @@ class ChatService:
         model = self.resolve_model(request.model)
         if len(request.message) > self._settings.max_message_chars:
             raise Failure(Kind.TOO_LONG, "message_too_long", limit=self._settings.max_message_chars)
-        draft = await self._history.prepare(
-            uid=request.uid,
-            conversation_id=request.conversation_id,
-            message=request.message,
-            model=model,
-        )
-        # A refusal writes nothing: a stream slot is taken before the turn is written, and a
-        # turn the provider then refuses (or whose stream cannot be made) is taken back. The
-        # user's message is still saved before anything is generated.
+        # A refusal writes nothing (DESIGN §8): the stream slot is taken before the turn is
+        # written, and a turn the provider refuses, or whose stream cannot be made, is taken
+        # back. The user's message is still committed before anything is generated.
         self._slots.take()  # given back when the generation task ends (see _launch)
         try:
-            turn = await self._history.commit(draft)
+            turn = await self._history.begin(
+                uid=request.uid,
+                conversation_id=request.conversation_id,
+                message=request.message,
+                model=model,
+            )
+            fmt = NativeFormat(
+                uid=request.uid,
+                conversation_id=turn.ids.conversation_id,
+                message_id=turn.ids.answer_id,
+                model=model,
+                lang=lang,
+            )
+            recorder = self._history.recorder(turn)
             try:
-                return await self._answer(request.uid, turn, lang)
+                return await self._generate(
+                    GenerateRequest(messages=turn.messages, model=model),
+                    fmt,
+                    recorder,
+                    turn.ids.stream_id,
+                )
             except BaseException as exc:
                 await self._history.forget(turn, exc)
                 raise
         except BaseException:
             self._slots.give_back()
             raise
-
-    async def _answer(self, uid: int, turn: Turn, lang: Lang) -> Subscription:
-        """Have the provider accept a committed turn; stream its answer, saved as it grows."""
-        upstream = await self._open(GenerateRequest(messages=turn.messages, model=turn.model))
-        fmt = NativeFormat(
-            uid=uid,
-            conversation_id=turn.ids.conversation_id,
-            message_id=turn.ids.answer_id,
-            model=turn.model,
-            lang=lang,
-        )
-        recorder = self._history.recorder(turn)
-        return await self._stream(upstream, fmt, recorder, turn.ids.stream_id)
 
     async def generate(
         self,
@@ -107,19 +106,19 @@ class ChatService:
         """
         self._slots.take()  # given back when the generation task ends (see _launch)
         try:
-            upstream = await self._open(request)
-            return await self._stream(upstream, fmt, recorder, stream_id)
+            return await self._generate(request, fmt, recorder, stream_id)
         except BaseException:
             self._slots.give_back()
             raise
 
-    async def _stream(
+    async def _generate(
         self,
-        upstream: ProviderStream,
+        request: GenerateRequest,
         fmt: StreamFormat,
         recorder: Recorder | None,
         stream_id: str | None,
     ) -> Subscription:
+        upstream = await self._open(request)
         stream_id = stream_id or uuid.uuid4().hex
         opening = fmt.opening(stream_id)
         try:

@@ -27,24 +27,12 @@ _ROLES: dict[str, Role] = {"user": "user", "assistant": "assistant", "system": "
 
 
 @dataclass(slots=True, frozen=True)
-class Draft:
-    """A turn read but not written: who asks, where, and what the model will be sent."""
-
-    uid: int
-    conversation_id: str | None
-    message: str
-    model: str
-    messages: list[ChatMessage]
-
-
-@dataclass(slots=True, frozen=True)
 class Turn:
     """A committed user message, the answer row waiting for it, and what the model gets."""
 
     ids: NewTurn
     messages: list[ChatMessage]
-    model: str
-    created: bool  # the turn began its conversation
+    created: bool = False  # the turn began its conversation
 
 
 def title_of(message: str) -> str:
@@ -83,10 +71,10 @@ class History:
         self._max_chars = settings.history_max_chars
         self._save_tokens = settings.history_save_tokens
 
-    async def prepare(
+    async def begin(
         self, *, uid: int, conversation_id: str | None, message: str, model: str
-    ) -> Draft:
-        """What the model will be sent, read from earlier turns; nothing is written yet.
+    ) -> Turn:
+        """Commit the user's message (and the empty answer) before anything is generated.
 
         Raises 404 if `conversation_id` is not `uid`'s, 503 if the database fails.
         """
@@ -96,33 +84,17 @@ class History:
             if found is None:
                 raise _not_found(conversation_id)
             earlier = found
-        messages = [*_context(earlier), ChatMessage("user", message)]
-        return Draft(uid, conversation_id, message, model, messages)
-
-    async def commit(self, draft: Draft) -> Turn:
-        """Commit the user's message (and the empty answer) before anything is streamed.
-
-        Raises 404 if the conversation was deleted since `prepare`, 503 if the database fails.
-        """
         ids = await self.store.begin_turn(
-            uid=draft.uid,
-            conversation_id=draft.conversation_id,
-            title=title_of(draft.message),
-            message=draft.message,
-            model=draft.model,
+            uid=uid,
+            conversation_id=conversation_id,
+            title=title_of(message),
+            message=message,
+            model=model,
         )
         if ids is None:  # deleted (or never ours) between the read and the write
-            raise _not_found(draft.conversation_id or "")
-        return Turn(ids, draft.messages, draft.model, draft.conversation_id is None)
-
-    async def begin(
-        self, *, uid: int, conversation_id: str | None, message: str, model: str
-    ) -> Turn:
-        """`prepare` then `commit`."""
-        draft = await self.prepare(
-            uid=uid, conversation_id=conversation_id, message=message, model=model
-        )
-        return await self.commit(draft)
+            raise _not_found(conversation_id or "")
+        messages = [*_context(earlier), ChatMessage("user", message)]
+        return Turn(ids, messages, created=conversation_id is None)
 
     async def forget(self, turn: Turn, reason: BaseException) -> None:
         """Take back a turn that was refused before its stream began (DESIGN §8: a refusal
