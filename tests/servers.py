@@ -42,6 +42,17 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text("utf-8", "replace")
 
+    async def logged(self, *texts: str, seconds: float = 5.0) -> str:
+        """The first log line holding every one of `texts`, waiting for it up to `seconds`."""
+        deadline = time.monotonic() + seconds
+        while True:
+            for line in self.log().splitlines():
+                if all(text in line for text in texts):
+                    return line
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no log line with {texts!r} in:\n{self.log()[-4000:]}")
+            await asyncio.sleep(0.05)
+
     def spawn(self) -> subprocess.Popen[bytes]:
         with self.log_path.open("wb") as log:
             return subprocess.Popen(

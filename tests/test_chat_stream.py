@@ -96,20 +96,27 @@ async def test_upstream_down_is_503(http: aiohttp.ClientSession, start_server: S
     async with http.post(down.url + "/api/chat", json=CHAT) as response:
         assert response.status == 503
         body = await response.json()
+        trace_id = response.headers["trace-id"]
     assert body["code"] == 63
     assert body["data"] is None
-    assert "127.0.0.1:9" in body["message"]
+    assert "127.0.0.1:9" not in body["message"], "the upstream's address is the operator's"
+    await down.logged(trace_id, "127.0.0.1:9")
 
 
-async def test_upstream_error_status_is_502_with_its_message(
+async def test_upstream_401_is_a_502_without_the_upstreams_text(
     http: aiohttp.ClientSession, server: ServerProcess, upstream: FakeUpstream
 ) -> None:
     upstream.reset(Script(status=401))
     async with await post_chat(http, server) as response:
-        assert response.status == 502
+        assert response.status == 502, "the upstream's 401 is not the caller's"
         body = await response.json()
-    assert "401" in body["message"]
-    assert "bad api key" in body["message"]
+        trace_id = response.headers["trace-id"]
+    assert "401" not in body["message"]
+    assert "bad api key" not in body["message"]
+    assert upstream.base_url not in body["message"]
+    line = await server.logged(trace_id, "bad api key")
+    assert "401" in line
+    assert upstream.base_url in line
 
 
 async def test_upstream_busy_is_503(
@@ -118,7 +125,9 @@ async def test_upstream_busy_is_503(
     upstream.reset(Script(status=429, error_body=b'{"error":{"message":"slow down"}}'))
     async with await post_chat(http, server) as response:
         assert response.status == 503
-        assert "slow down" in (await response.json())["message"]
+        assert "slow down" not in (await response.json())["message"]
+        trace_id = response.headers["trace-id"]
+    await server.logged(trace_id, "slow down")
 
 
 async def test_upstream_silent_before_headers_is_504(
@@ -139,11 +148,13 @@ async def test_upstream_error_after_three_tokens_ends_with_error_event(
     upstream.reset(Script(error_after=3))
     async with await post_chat(http, server) as response:
         got = events(await FrameReader(response).all())
+        trace_id = response.headers["trace-id"]
     assert [e["type"] for e in got] == ["start", "delta", "delta", "delta", "error"]
     assert [e["index"] for e in got] == [0, 1, 2, 3, 4]
     assert got[-1]["is_end"] is True
     assert got[-1]["code"] == "upstream_error"
-    assert "upstream exploded" in got[-1]["message"]
+    assert "upstream exploded" not in got[-1]["message"], "the upstream's text is for the log"
+    await server.logged(trace_id, "upstream exploded")
 
 
 async def test_upstream_connection_lost_mid_answer_ends_with_error_event(

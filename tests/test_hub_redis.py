@@ -257,3 +257,47 @@ async def test_a_node_needs_few_connections_whatever_the_number_of_streams(
     assert len(ours) <= 2 * (4 + 1)  # per node: its pool for commands, one pub/sub
     channels = await raw.pubsub_numsub(*(Keys(hubs.prefix).live(n) for n in names[:3]))
     assert [count for _, count in channels] == [1, 1, 1]  # one reader node, one subscription
+
+
+async def test_a_resume_far_past_the_end_costs_nothing_and_misleads_nobody(hubs: Hubs) -> None:
+    # A follower's `after` of 10**9 once set the node's copy to start there; the next
+    # follower from the beginning then had it build a list of 10**9 integers on the loop.
+    writer, reader = await hubs.open(), await hubs.open()
+    await writer.create("far", Hooks())
+    for i in range(5):
+        writer.append("far", b"%d" % i)
+    far = await reader.subscribe("far", 10**9)
+    start = await reader.subscribe("far", -1)
+    writer.append("far", b"5", last=True)
+    async with asyncio.timeout(5):
+        got = flatten(await read_all(start))
+        assert got == [(i, b"%d" % i) for i in range(6)]
+        assert flatten(await read_all(far)) == []
+    await far.close()
+    await start.close()
+
+
+async def test_a_bad_live_message_does_not_stop_the_listener(hubs: Hubs) -> None:
+    writer, reader = await hubs.open(), await hubs.open()
+    await writer.create("bad", Hooks())
+    writer.append("bad", b"0")
+    sub = await reader.subscribe("bad", -1)
+    client = redis.Redis.from_url(SHARED_URL)
+    try:
+        await client.publish(Keys(hubs.prefix).live("bad"), b"garbage")
+    finally:
+        await client.aclose()
+    writer.append("bad", b"1", last=True)
+    assert flatten(await read_all(sub)) == [(0, b"0"), (1, b"1")]
+    assert reader.stopped() == []
+    assert writer.stopped() == []
+    await sub.close()
+
+
+async def test_a_stopped_background_task_is_reported(hubs: Hubs) -> None:
+    hub = await hubs.open()
+    assert hub.stopped() == []
+    listener = next(t for t in hub._tasks if t.get_name() == "redis-listener")  # the fault
+    listener.cancel()
+    await asyncio.gather(listener, return_exceptions=True)
+    assert hub.stopped() == ["redis-listener"]

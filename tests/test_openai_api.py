@@ -217,37 +217,43 @@ async def test_upstream_down_is_a_503_api_status_error(
         with pytest.raises(openai.APIStatusError) as raised:
             await client.chat.completions.create(model=MODEL, messages=HELLO, stream=stream)
     assert raised.value.status_code == 503
-    assert "127.0.0.1:9" in raised.value.message
+    assert "127.0.0.1:9" not in raised.value.message
+    await down.logged(raised.value.response.headers["trace-id"], "127.0.0.1:9")
     assert raised.value.code == "upstream_unavailable"
     assert raised.value.type == "server_error"
 
 
 @pytest.mark.parametrize(
-    ("status", "body", "error_class", "message"),
+    ("status", "body", "ours", "message"),
     [
-        (401, b'{"error":{"message":"bad api key"}}', openai.AuthenticationError, "bad api key"),
-        (429, b'{"error":{"message":"slow down"}}', openai.RateLimitError, "slow down"),
-        (400, b'{"error":{"message":"top_p too odd"}}', openai.BadRequestError, "top_p too odd"),
-        (500, b"kaput", openai.InternalServerError, "kaput"),
+        (401, b'{"error":{"message":"bad api key"}}', 502, "bad api key"),
+        (403, b'{"error":{"message":"not your org"}}', 502, "not your org"),
+        (429, b'{"error":{"message":"slow down"}}', 503, "slow down"),
+        (400, b'{"error":{"message":"top_p too odd"}}', 502, "top_p too odd"),
+        (500, b"kaput", 502, "kaput"),
     ],
 )
-async def test_the_upstream_refusal_reaches_the_client_with_its_status(
+async def test_an_upstream_refusal_is_our_status_and_its_text_goes_to_the_log(
     client: AsyncOpenAI,
+    server: ServerProcess,
     upstream: FakeUpstream,
     status: int,
     body: bytes,
-    error_class: type[openai.APIStatusError],
+    ours: int,
     message: str,
 ) -> None:
     upstream.reset(Script(status=status, error_body=body))
-    with pytest.raises(error_class) as raised:
+    with pytest.raises(openai.InternalServerError) as raised:
         await client.chat.completions.create(model=MODEL, messages=HELLO, stream=True)
-    assert raised.value.status_code == status
-    assert message in raised.value.message
+    assert raised.value.status_code == ours, "never the upstream's own 401/403/429"
+    assert raised.value.type == "server_error"
+    assert message not in raised.value.message
+    assert upstream.base_url not in raised.value.message
+    await server.logged(raised.value.response.headers["trace-id"], message, str(status))
 
 
 async def test_failure_after_the_stream_began_raises_from_the_stream(
-    client: AsyncOpenAI, upstream: FakeUpstream
+    client: AsyncOpenAI, server: ServerProcess, upstream: FakeUpstream
 ) -> None:
     upstream.reset(Script(error_after=3))
     stream = await client.chat.completions.create(model=MODEL, messages=HELLO, stream=True)
@@ -260,18 +266,20 @@ async def test_failure_after_the_stream_began_raises_from_the_stream(
     with pytest.raises(openai.APIError) as raised:
         await read()
     assert "".join(received) == "Hello,"
-    assert "upstream exploded" in raised.value.message
+    assert "upstream exploded" not in raised.value.message
     assert raised.value.code == "upstream_error"
+    await server.logged("upstream exploded")
 
 
 async def test_failure_after_acceptance_without_stream_is_502(
-    client: AsyncOpenAI, upstream: FakeUpstream
+    client: AsyncOpenAI, server: ServerProcess, upstream: FakeUpstream
 ) -> None:
     upstream.reset(Script(error_after=3))
     with pytest.raises(openai.APIStatusError) as raised:
         await client.chat.completions.create(model=MODEL, messages=HELLO)
     assert raised.value.status_code == 502
-    assert "upstream exploded" in raised.value.message
+    assert "upstream exploded" not in raised.value.message
+    await server.logged(raised.value.response.headers["trace-id"], "upstream exploded")
 
 
 async def test_upstream_silent_mid_answer_without_stream_is_504(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from streamchat.store import Store, StoreUnavailable, create_engine
 from streamchat.store.engine import writer
 from streamchat.store.writes import GroupWriter, TurnWrite, now
@@ -164,3 +166,30 @@ async def test_an_unreachable_database_fails_every_waiting_write(unreachable_url
     )
     await store.close()
     assert [type(r) for r in results] == [StoreUnavailable] * 3
+
+
+async def test_a_uid_past_64_bits_fails_only_its_own_turn_and_the_writer_goes_on(
+    store: Store,
+) -> None:
+    # 2**63 passed validation once; SQLite's driver raised OverflowError binding it, which
+    # ended the writer task, and every turn after it waited forever.
+    poisoned = store.begin_turn(uid=2**63, conversation_id=None, title="t", message="x", model="m")
+    fine = store.begin_turn(uid=7, conversation_id=None, title="t", message="q", model="m")
+    results = await asyncio.wait_for(asyncio.gather(poisoned, fine, return_exceptions=True), 10)
+    assert isinstance(results[0], StoreUnavailable)
+    assert not isinstance(results[1], BaseException)
+    assert results[1] is not None
+    with pytest.raises(StoreUnavailable):  # alone in its round, too
+        await asyncio.wait_for(
+            store.begin_turn(uid=2**63, conversation_id=None, title="t", message="x", model="m"),
+            10,
+        )
+    assert store.writer_alive()
+    after = await asyncio.wait_for(
+        store.begin_turn(uid=7, conversation_id=None, title="t", message="next", model="m"), 10
+    )
+    assert after is not None
+    assert await contents(store, 7, after.conversation_id) == [
+        ("next", "complete"),
+        ("", "streaming"),
+    ]

@@ -46,6 +46,10 @@ class ChatService:
         """Whether the provider would accept a request now."""
         return await self._provider.ready()
 
+    def stopped_tasks(self) -> list[str]:
+        """Background tasks of the stream hub that have stopped (each one fails others)."""
+        return self._hub.stopped()
+
     async def start(
         self, request: ChatRequest, uid: int, lang: Lang = "zh", charge: Charge = FREE
     ) -> Subscription:
@@ -64,32 +68,39 @@ class ChatService:
         model = self.resolve_model(request.model)
         if len(request.message) > self._settings.max_message_chars:
             raise Failure(Kind.TOO_LONG, "message_too_long", limit=self._settings.max_message_chars)
-        # The user's message is committed before anything is generated (or 404 / 503).
-        turn = await self._history.begin(
-            uid=uid,
-            conversation_id=request.conversation_id,
-            message=request.message,
-            model=model,
-        )
-        fmt = NativeFormat(
-            uid=uid,
-            conversation_id=turn.ids.conversation_id,
-            message_id=turn.ids.answer_id,
-            model=model,
-            lang=lang,
-        )
-        recorder = self._history.recorder(turn)
+        # A refusal writes nothing (DESIGN §8): the stream slot is taken before the turn is
+        # written, and a turn the provider refuses, or whose stream cannot be made, is taken
+        # back. The user's message is still committed before anything is generated.
+        self._slots.take()  # given back when the generation task ends (see _launch)
         try:
-            return await self.generate(
-                GenerateRequest(messages=turn.messages, model=model),
-                fmt,
-                recorder=recorder,
-                stream_id=turn.ids.stream_id,
-                owner=uid,
-                charge=charge,
+            turn = await self._history.begin(
+                uid=uid,
+                conversation_id=request.conversation_id,
+                message=request.message,
+                model=model,
             )
-        except BaseException as exc:
-            recorder.refused(exc)
+            fmt = NativeFormat(
+                uid=uid,
+                conversation_id=turn.ids.conversation_id,
+                message_id=turn.ids.answer_id,
+                model=model,
+                lang=lang,
+            )
+            recorder = self._history.recorder(turn)
+            try:
+                return await self._generate(
+                    GenerateRequest(messages=turn.messages, model=model),
+                    fmt,
+                    recorder,
+                    turn.ids.stream_id,
+                    uid,
+                    charge,
+                )
+            except BaseException as exc:
+                await self._history.forget(turn, exc)
+                raise
+        except BaseException:
+            self._slots.give_back()
             raise
 
     async def generate(

@@ -100,6 +100,23 @@ class Settings(BaseSettings):
     echo_delay_ms: int = Field(50, ge=0)
 
     max_message_chars: int = Field(32_000, ge=1)
+    # Bounds on what one request may ask of the server (DESIGN §8); see docs/architecture.md.
+    max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1,
+        description="Largest request body; larger get 413, refused from Content-Length before "
+        "it is read. Fits max_conversation_chars of text even written as \\u escapes.",
+    )
+    max_header_bytes: int = Field(
+        16 * 1024, ge=1024, description="Largest request head (line and headers); larger: 431."
+    )
+    max_messages: int = Field(256, ge=1, description="Most messages in one /v1 request.")
+    max_conversation_chars: int = Field(
+        128_000, ge=1, description="All messages of one /v1 request together, in characters."
+    )
+    max_tokens_cap: int = Field(
+        32_768, ge=1, description="The largest max_tokens a /v1 request may ask for; more: 400."
+    )
     ping_seconds: float = Field(15.0, gt=0)
     send_timeout_seconds: float = Field(
         30.0, gt=0, description="A client that takes longer to accept one write is dropped."

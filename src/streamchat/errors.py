@@ -35,6 +35,26 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Content-Type must be application/json",
     ),
     "body_too_large": ("请求体过大", "request body is too large"),
+    "body_over_limit": (
+        "请求体不能超过 {limit} 字节",
+        "request body must be at most {limit} bytes",
+    ),
+    "headers_too_large": (
+        "请求头不能超过 {limit} 字节",
+        "request headers must be at most {limit} bytes",
+    ),
+    "messages_too_many": (
+        "消息不能超过 {limit} 条",
+        "messages must have at most {limit} items",
+    ),
+    "messages_too_long": (
+        "消息总长度不能超过 {limit} 个字符",
+        "messages must be at most {limit} characters together",
+    ),
+    "max_tokens_too_large": (
+        "max_tokens 不能超过 {limit}",
+        "max_tokens must be at most {limit}",
+    ),
     "model_unknown": ("模型 {model} 不存在", "model {model} does not exist"),
     "stream_not_found": (
         "流 {stream_id} 不存在或已过期",
@@ -43,12 +63,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "not_found": ("资源不存在", "not found"),
     "method_not_allowed": ("不支持的请求方法", "method not allowed"),
     "internal_error": ("服务器内部错误", "internal server error"),
-    "upstream_unavailable": (
-        "上游模型服务不可用: {detail}",
-        "upstream model unavailable: {detail}",
-    ),
-    "upstream_timeout": ("上游模型服务超时: {detail}", "upstream model timed out: {detail}"),
-    "upstream_bad_response": ("上游模型服务出错: {detail}", "upstream model failed: {detail}"),
+    # Upstream failures never carry the upstream's text or address: that goes to the log.
+    "upstream_unavailable": ("上游模型服务不可用", "upstream model unavailable"),
+    "upstream_timeout": ("上游模型服务超时", "upstream model timed out"),
+    "upstream_bad_response": ("上游模型服务出错", "upstream model failed"),
     "server_busy": ("服务器繁忙,请稍后再试", "server busy, retry later"),
     "database_unavailable": ("数据库暂时不可用,请稍后再试", "database unavailable, retry later"),
     "conversation_not_found": (
@@ -128,6 +146,7 @@ class Kind(StrEnum):
     VALIDATION = "validation_failed"  # a field breaks its rule
     TOO_LONG = "too_long"  # a field is longer than allowed
     BODY_TOO_LARGE = "body_too_large"
+    HEADERS_TOO_LARGE = "headers_too_large"
     NOT_FOUND = "not_found"
     UNAUTHORIZED = "unauthorized"  # no key, or a bad or revoked one
     FORBIDDEN = "forbidden"  # a key (or a page) asking for what is not its own

@@ -6,6 +6,7 @@ earlier turns, titles new conversations, and turns "not yours" into 404.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,8 @@ from .providers.base import ChatMessage, Role
 from .recorder import AnswerRecorder
 from .schemas import ConversationPage, MessageList
 from .store import NewTurn, Store
+
+log = logging.getLogger(__name__)
 
 TITLE_CHARS = 50
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -29,6 +32,7 @@ class Turn:
 
     ids: NewTurn
     messages: list[ChatMessage]
+    created: bool = False  # the turn began its conversation
 
 
 def title_of(message: str) -> str:
@@ -49,7 +53,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     if match is None:
         raise Failure(Kind.VALIDATION, "cursor_invalid")
     micros, conversation_id = match.groups()
-    return _EPOCH + timedelta(microseconds=int(micros)), conversation_id
+    try:
+        return _EPOCH + timedelta(microseconds=int(micros)), conversation_id
+    except OverflowError:  # 20 digits of microseconds reach past the year 9999
+        raise Failure(Kind.VALIDATION, "cursor_invalid") from None
 
 
 def _not_found(conversation_id: str) -> Failure:
@@ -86,7 +93,17 @@ class History:
         )
         if ids is None:  # deleted (or never ours) between the read and the write
             raise _not_found(conversation_id or "")
-        return Turn(ids, [*_context(earlier), ChatMessage("user", message)])
+        messages = [*_context(earlier), ChatMessage("user", message)]
+        return Turn(ids, messages, created=conversation_id is None)
+
+    async def forget(self, turn: Turn, reason: BaseException) -> None:
+        """Take back a turn that was refused before its stream began (DESIGN §8: a refusal
+        writes nothing); if the database fails meanwhile, its answer records the refusal."""
+        try:
+            await self.store.forget_turn(turn.ids, with_conversation=turn.created)
+        except Failure as exc:
+            log.warning("turn %s not taken back: %s", turn.ids.answer_id, exc.detail)
+            self.recorder(turn).refused(reason)
 
     def recorder(self, turn: Turn) -> AnswerRecorder:
         """What saves this turn's answer as it is generated."""

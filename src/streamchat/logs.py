@@ -16,6 +16,9 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 trace_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("trace_id", default="-")
+# What a client sends may hold a line break (`%0A` in a path): written as it is, it would
+# forge a log line. Control characters, the Unicode line breaks, quotes and backslashes.
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f\u2028\u2029"\\]')
 _VALID_TRACE_ID = re.compile(r"[0-9A-Za-z._-]{1,64}")
 
 log = logging.getLogger("streamchat.access")
@@ -81,12 +84,22 @@ class TraceMiddleware:
             log.info(
                 '%s "%s %s" %d %.1fms',
                 _client(scope),
-                scope["method"],
-                scope["path"],
+                escape(scope["method"]),
+                escape(scope["path"]),
                 status,
                 (time.perf_counter() - started) * 1000,
             )
             trace_id_var.reset(token)
+
+
+def escape(text: str) -> str:
+    """`text` as one log line: unsafe characters as `\\xNN` / `\\uNNNN` escapes."""
+    return _UNSAFE.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _incoming_trace_id(scope: Scope) -> str | None:

@@ -11,6 +11,14 @@ from pydantic_core import PydanticCustomError
 
 T = TypeVar("T")
 
+# The largest integer any request may carry where the contract says no less (uid, a resume
+# index, `max_tokens`): exact in a JavaScript number (the web page, OpenAI's JS client) and
+# well inside every database's 64-bit INTEGER. 2**63 used to reach SQLite and stop its writer.
+MAX_INT = 2**53 - 1
+# The ids we make are hex; anything outside these characters (a NUL, which PostgreSQL refuses
+# in text, a slash, a line break) cannot name one and is refused before any query.
+ID_PATTERN = r"^[0-9A-Za-z_-]+$"
+
 
 class Code(IntEnum):
     """Business codes of the envelope, after GoFrame's gcode."""
@@ -44,14 +52,18 @@ class ChatRequest(BaseModel):
     uid: StrictInt | None = Field(
         None,
         ge=1,
-        description="User id (用户ID): required, except with a user key, whose own uid it is "
-        "(another one is 403)",
+        le=MAX_INT,
+        description="User id (用户ID), at most 2**53-1: required, except with a user key, "
+        "whose own uid it is (another one is 403)",
     )
     message: str = Field(
         description="Message content (消息内容): not blank, at most STREAMCHAT_MAX_MESSAGE_CHARS"
     )
     conversation_id: str | None = Field(
-        None, max_length=64, description="Continue this conversation; it must belong to uid"
+        None,
+        max_length=64,
+        pattern=ID_PATTERN,
+        description="Continue this conversation; it must belong to uid",
     )
     model: str | None = Field(None, max_length=200, description="One of GET /v1/models")
 
@@ -68,6 +80,8 @@ class ChatRequest(BaseModel):
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise PydanticCustomError("blank", "message must not be blank")
+        if "\x00" in value:  # PostgreSQL stores no NUL in text: refused here, not as a 503
+            raise PydanticCustomError("nul_character", "message must not contain NUL")
         return value
 
 

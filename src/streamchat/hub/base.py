@@ -119,6 +119,10 @@ class StreamHub(Protocol):
         """Begin background upkeep."""
         ...
 
+    def stopped(self) -> list[str]:
+        """The names of background tasks that should be running and are not (for /readyz)."""
+        ...
+
     async def close(self) -> None:
         """Stop background upkeep."""
         ...

@@ -66,6 +66,11 @@ class MemoryHub:
         """Begin sweeping expired streams."""
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="hub-sweeper")
 
+    def stopped(self) -> list[str]:
+        """The sweeper, if it has stopped."""
+        sweeper = self._sweeper
+        return [sweeper.get_name()] if sweeper is not None and sweeper.done() else []
+
     async def close(self) -> None:
         """Stop sweeping."""
         if self._sweeper is not None:

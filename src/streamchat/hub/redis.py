@@ -164,6 +164,10 @@ class RedisHub:
         if not await self._listener.connected(min(5.0, self._outage)):
             log.warning("redis not reachable yet: streams wait for it (up to %gs)", self._outage)
 
+    def stopped(self) -> list[str]:
+        """The copying, refreshing and listening tasks that have stopped."""
+        return [task.get_name() for task in self._tasks if task.done()]
+
     async def close(self) -> None:
         """Give Redis the last events (briefly), then stop and disconnect."""
         await self._writer.drain(min(5.0, self._outage))

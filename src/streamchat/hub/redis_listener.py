@@ -110,6 +110,8 @@ class Listener:
                 await self._read(pubsub)
             except REDIS_ERRORS as exc:
                 log.warning("redis pub/sub connection lost: %s", exc)
+            except Exception:  # a reply the client could not read: reconnect, as for a loss
+                log.exception("redis pub/sub connection failed")
             finally:
                 self._pubsub = None
                 self._up.clear()
@@ -143,6 +145,8 @@ class Listener:
             except REDIS_ERRORS as exc:
                 # The reader sees the broken connection too, and reconnects with everything.
                 log.debug("redis (un)subscribe failed: %s", exc)
+            except Exception:  # a bug or a bad reply: the next change tries again
+                log.exception("redis (un)subscribe failed")
 
     async def _read(self, pubsub: PubSub) -> None:
         heard = time.monotonic()
@@ -165,7 +169,10 @@ class Listener:
             handler = self._on_control if channel == self._node_channel else None
             handler = handler or self._handlers.get(channel)
             if handler is not None:
-                handler(message["data"])
+                try:
+                    handler(message["data"])
+                except Exception:  # one stream's bad message must not stop every other one
+                    log.exception("handling a message of %r failed", channel)
         elif kind == "subscribe":
             self._confirmed.add(channel)
             if channel == self._node_channel:

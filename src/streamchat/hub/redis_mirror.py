@@ -114,9 +114,18 @@ class Mirror:
                 self._events_key, entry_id(first), entry_id(self.base - 1)
             )
             entries = cast(list[tuple[bytes, dict[bytes, bytes]]], found)
-            if [entry_index(raw) for raw, _ in entries] != list(range(first, self.base)):
+            # Compared one by one, never against a range built in memory: an earlier follower
+            # may have set `base` far past the stream's end (a resume `after` of 10**9).
+            if any(entry_index(raw) != first + i for i, (raw, _) in enumerate(entries)):
                 raise StreamNotFound(self.stream_id)
-            self.events[:0] = [fields[DATA_FIELD] for _, fields in entries]
+            payloads = [fields[DATA_FIELD] for _, fields in entries]
+            if len(payloads) == self.base - first:
+                self.events[:0] = payloads
+            elif not self.events:
+                # `base` was past the end (nothing was ever known here): start over at `first`.
+                self.events = payloads
+            else:
+                raise StreamNotFound(self.stream_id)  # a gap below what is known: trimmed
             self.base = first
 
     def request_fill(self) -> None:

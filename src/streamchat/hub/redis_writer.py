@@ -184,6 +184,8 @@ class Replicator:
                 await self.refresh()
             except REDIS_ERRORS as exc:
                 log.warning("could not refresh streams in redis: %s", exc)
+            except Exception:  # one bad reply must not stop refreshing every other stream
+                log.exception("refreshing streams in redis failed")
 
     async def drain(self, seconds: float) -> None:
         """Wait (up to `seconds`) until Redis has every event written so far."""
@@ -208,16 +210,30 @@ class Replicator:
         ok = True
         for i in range(0, len(batch), ROUND_STREAMS):
             parts = [_Part(o, o.written, len(o.local.events)) for o in batch[i : i + ROUND_STREAMS]]
+            ok &= await self._send(parts)
+        return ok
+
+    async def _send(self, parts: list[_Part]) -> bool:
+        """One FLUSH command for `parts`; whether Redis took every one."""
+        try:
             keys, args = self._command(parts)
-            try:
-                results = await self._flush_script(keys=keys, args=args)
-            except WRITE_ERRORS as exc:
-                log.warning("redis refused or missed a round of %d streams: %s", len(parts), exc)
-                self._failed([part.owned for part in parts])
-                ok = False
-                continue
-            for part, result in zip(parts, results, strict=True):
-                ok &= self._settle(part, result)
+            results = await self._flush_script(keys=keys, args=args)
+        except WRITE_ERRORS as exc:
+            log.warning("redis refused or missed a round of %d streams: %s", len(parts), exc)
+            self._failed([part.owned for part in parts])
+            return False
+        except Exception as exc:
+            # Not Redis's answer: something one stream carries that the client could not
+            # send. Send each stream alone so that only that one fails; this task goes on.
+            if len(parts) > 1:
+                sent = [await self._send([part]) for part in parts]
+                return all(sent)
+            log.error("stream %s: not written to redis: %r", parts[0].owned.stream_id, exc)
+            self._failed([parts[0].owned])
+            return False
+        ok = True
+        for part, result in zip(parts, results, strict=True):
+            ok &= self._settle(part, result)
         return ok
 
     def _command(self, parts: list[_Part]) -> tuple[list[str], list[Any]]:

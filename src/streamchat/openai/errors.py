@@ -27,11 +27,20 @@ _CODE_OF_KEY = {
     "rate_limited_streams": "rate_limit_exceeded",
     "key_missing": "invalid_api_key",
     "key_invalid": "invalid_api_key",
+    "messages_too_long": "string_above_max_length",
+    "messages_too_many": "array_above_max_length",
+    "max_tokens_too_large": "invalid_value",
+    "body_over_limit": "request_too_large",
+    "body_too_large": "request_too_large",
+    "headers_too_large": "request_header_fields_too_large",
 }
 _PARAM_OF_KEY = {
     "model_unknown": "model",
     "message_too_long": "messages",
     "message_too_many_tokens": "messages",
+    "messages_too_long": "messages",
+    "messages_too_many": "messages",
+    "max_tokens_too_large": "max_tokens",
 }
 
 # Pydantic's error types for the messages we wrote ourselves (openai_protocol.py), and codes.
@@ -67,13 +76,11 @@ def body(status: int, message: str, *, code: str | None, param: str | None = Non
 def from_failure(failure: Failure, status: int) -> tuple[int, bytes]:
     """Status and body for one of our failures, whose status at the HTTP edge is `status`.
 
-    A provider's refusal keeps the upstream's own status (401, 404, 429, …) when it answered
-    with one, so a gateway in front of OpenAI reports what OpenAI said.
+    A provider's refusal is our status (502, 503, 504) and a generic message, never the
+    upstream's own: its 401 means our key is wrong, which is the operator's problem, not the
+    caller's, and its text may name its address. Both are in the log, with the trace id.
     """
     if isinstance(failure, ProviderError):
-        upstream = failure.upstream_status
-        if upstream is not None and 400 <= upstream < 600:
-            status = upstream
         return status, body(status, failure.message("en"), code=failure.kind.value)
     code = _CODE_OF_KEY.get(failure.key, failure.key)
     param = _PARAM_OF_KEY.get(failure.key)

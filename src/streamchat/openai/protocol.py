@@ -15,7 +15,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from ..schemas import MAX_INT
+
 _STRICT = ConfigDict(extra="forbid")
+# Integers OpenAI documents as 64-bit (`seed`); every other one is bounded by MAX_INT.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _unsupported(message: str) -> PydanticCustomError:
@@ -151,22 +155,29 @@ class ChatCompletionRequest(BaseModel):
     )
     stream: bool | None = Field(False, description="Answer as Server-Sent Events chunks")
     stream_options: StreamOptions | None = Field(None, description="Only with `stream: true`")
-    max_tokens: int | None = Field(None, ge=1, description="Deprecated name of the next")
-    max_completion_tokens: int | None = Field(None, ge=1, description="Most tokens to generate")
+    max_tokens: int | None = Field(
+        None, ge=1, le=MAX_INT, description="Deprecated name of the next"
+    )
+    max_completion_tokens: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_INT,
+        description="Most tokens to generate, at most STREAMCHAT_MAX_TOKENS_CAP",
+    )
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     stop: str | list[str] | None = Field(None, description="Up to 4 stop sequences")
-    seed: int | None = None
+    seed: int | None = Field(None, ge=_INT64_MIN, le=_INT64_MAX)
     user: str | None = Field(None, description="End-user id, passed upstream")
     metadata: dict[str, str] | None = Field(None, description="Accepted; not stored")
     parallel_tool_calls: bool | None = Field(None, description="Accepted; there are no tools")
 
-    n: int | None = Field(None, description="Only 1")
+    n: int | None = Field(None, ge=_INT64_MIN, le=_INT64_MAX, description="Only 1")
     presence_penalty: float | None = Field(None, description="Only 0")
     frequency_penalty: float | None = Field(None, description="Only 0")
     logit_bias: dict[str, float] | None = Field(None, description="Only empty")
     logprobs: bool | None = Field(None, description="Only false")
-    top_logprobs: int | None = Field(None, description="Only 0")
+    top_logprobs: int | None = Field(None, ge=_INT64_MIN, le=_INT64_MAX, description="Only 0")
     tools: list[Any] | None = Field(None, description="Only empty")
     tool_choice: Any = Field(None, description='Only "none"')
     functions: list[Any] | None = Field(None, description="Only empty")

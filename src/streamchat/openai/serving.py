@@ -11,6 +11,7 @@ import time
 
 from ..access.limits import FREE, Charge
 from ..chat import ChatService
+from ..config import Settings
 from ..errors import Failure, Kind
 from ..generation import StreamFormat
 from ..hub import Subscription
@@ -22,8 +23,8 @@ from .protocol import ChatCompletionRequest
 async def start_completion(
     chat: ChatService,
     body: ChatCompletionRequest,
+    settings: Settings,
     *,
-    max_message_chars: int,
     owner: int | None = None,
     charge: Charge = FREE,
 ) -> tuple[Subscription, StreamFormat]:
@@ -31,7 +32,7 @@ async def start_completion(
     `owner` may follow and cancel), written in the returned format (a `CompletionFormat`
     when not streamed)."""
     try:
-        return await _start(chat, body, max_message_chars, owner, charge)
+        return await _start(chat, body, settings, owner, charge)
     except BaseException:
         await charge.settle(0)  # refused before it began: its stream place is free again
         raise
@@ -40,17 +41,20 @@ async def start_completion(
 async def _start(
     chat: ChatService,
     body: ChatCompletionRequest,
-    max_message_chars: int,
+    settings: Settings,
     owner: int | None,
     charge: Charge,
 ) -> tuple[Subscription, StreamFormat]:
     if body.model and body.model not in chat.models():
         raise Failure(Kind.NOT_FOUND, "model_unknown", model=body.model)
     model = chat.resolve_model(body.model)
+    token_limit = body.token_limit()
+    if token_limit is not None and token_limit > settings.max_tokens_cap:
+        raise Failure(Kind.VALIDATION, "max_tokens_too_large", limit=settings.max_tokens_cap)
     request = GenerateRequest(
-        messages=_messages(body, max_message_chars),
+        messages=_messages(body, settings),
         model=model,
-        max_tokens=body.token_limit(),
+        max_tokens=token_limit,
         temperature=body.temperature,
         top_p=body.top_p,
         stop=body.stop_list(),
@@ -66,12 +70,20 @@ async def _start(
     return await chat.generate(request, fmt, owner=owner, charge=charge), fmt
 
 
-def _messages(body: ChatCompletionRequest, limit: int) -> list[ChatMessage]:
+def _messages(body: ChatCompletionRequest, settings: Settings) -> list[ChatMessage]:
+    """The conversation for the provider, within the bounds of one message, the number of
+    messages and their total length."""
+    if len(body.messages) > settings.max_messages:
+        raise Failure(Kind.VALIDATION, "messages_too_many", limit=settings.max_messages)
+    limit, total = settings.max_message_chars, 0
     messages = []
     for message in body.messages:
         text = message.text()
         if len(text) > limit:
             raise Failure(Kind.TOO_LONG, "message_too_long", limit=limit)
+        total += len(text)
+        if total > settings.max_conversation_chars:
+            raise Failure(Kind.TOO_LONG, "messages_too_long", limit=settings.max_conversation_chars)
         role = "system" if message.role == "developer" else message.role
         messages.append(ChatMessage(role, text))
     return messages

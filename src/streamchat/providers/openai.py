@@ -268,6 +268,6 @@ class OpenAIProvider:
             body = b""
         finally:
             response.close()
-        detail = _error_detail(status, body)
+        detail = f"{self._url} answered {_error_detail(status, body)}"
         cls = UpstreamUnavailable if status in _BUSY_STATUSES else UpstreamBadResponse
         return cls(detail, upstream_status=status)

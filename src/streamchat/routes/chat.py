@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from ..access.identity import acting_uid, owner_filter
 from ..access.ticket import ticket_of
 from ..errors import pick_language
-from ..schemas import CancelResult, ChatRequest, Envelope, StreamEvent
+from ..schemas import ID_PATTERN, MAX_INT, CancelResult, ChatRequest, Envelope, StreamEvent
 from .deps import (
     ChatDep,
     OptionalUid,
@@ -28,7 +28,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     for code, text in {
         400: "Validation failed (code 51) or invalid request (code 66)",
         404: "Unknown or expired stream (code 65)",
-        413: "Message too long (code 51)",
+        413: "Message too long (code 51), or the body too large (code 66)",
         502: "The upstream model failed before the stream began (code 60)",
         503: "The model is unavailable or busy (code 63)",
         504: "The upstream model timed out (code 60)",
@@ -41,7 +41,10 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
     },
     **_ERRORS,
 }
-StreamId = Annotated[str, Path(max_length=64, description="The `stream_id` of the start event")]
+StreamId = Annotated[
+    str,
+    Path(max_length=64, pattern=ID_PATTERN, description="The `stream_id` of the start event"),
+]
 
 
 @router.post(
@@ -79,8 +82,10 @@ async def resume(
     chat: ChatDep,
     settings: SettingsDep,
     ticket: TicketDep,
-    after: Annotated[int | None, Query(ge=-1, description="Replay events after this index")] = None,
-    last_event_id: Annotated[int | None, Header(ge=-1)] = None,
+    after: Annotated[
+        int | None, Query(ge=-1, le=MAX_INT, description="Replay events after this index")
+    ] = None,
+    last_event_id: Annotated[int | None, Header(ge=-1, le=MAX_INT)] = None,
     uid: OptionalUid = None,
 ) -> EventStreamResponse:
     """Replay the events after `after` (or `Last-Event-ID`), then follow live to the end."""

@@ -7,10 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from ..access.identity import acting_uid
-from ..schemas import ConversationPage, Envelope, MessageList
+from ..schemas import ID_PATTERN, ConversationPage, Envelope, MessageList
 from .deps import HistoryDep, OptionalUid, TicketDep
 
-ConversationId = Annotated[str, Path(max_length=64, description="The conversation's id")]
+ConversationId = Annotated[
+    str, Path(max_length=64, pattern=ID_PATTERN, description="The conversation's id")
+]
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations 会话"])
 

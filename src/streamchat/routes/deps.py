@@ -14,6 +14,7 @@ from ..access.ticket import Ticket, ticket_of
 from ..chat import ChatService
 from ..config import Settings
 from ..history import History
+from ..schemas import MAX_INT
 
 T = TypeVar("T")
 
@@ -64,6 +65,7 @@ OptionalUid = Annotated[
     int | None,
     Query(
         ge=1,
+        le=MAX_INT,
         description="User id (用户ID): with a user key, its own (may be left out); with a "
         "service key or without keys, the user the request is for",
     ),

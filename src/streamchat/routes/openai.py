@@ -32,8 +32,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     for code, text in {
         400: "Invalid request, or a parameter streamchat cannot honour (`param` names it)",
         404: "Unknown model",
-        413: "A message is longer than STREAMCHAT_MAX_MESSAGE_CHARS",
-        502: "The upstream model failed (in openai mode: its own status, such as 401 or 429)",
+        413: "A message, all messages together, or the body is too large",
+        502: "The upstream model failed (its own status and text go to the server's log)",
         503: "The model is unavailable or busy",
         504: "The upstream model timed out",
     }.items()
@@ -65,11 +65,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     owner = None if ticket.principal is None else ticket.principal.uid
     charge = await limiter_of(request).admit(ticket, owner)
     subscription, fmt = await start_completion(
-        chat_of(request),
-        body,
-        max_message_chars=settings.max_message_chars,
-        owner=owner,
-        charge=charge,
+        chat_of(request), body, settings, owner=owner, charge=charge
     )
     if not isinstance(fmt, CompletionFormat):
         return EventStreamResponse(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
@@ -28,9 +30,18 @@ async def healthz() -> Envelope[Health]:
 
 @router.get("/readyz", summary="Readiness", responses={503: {"model": Envelope[Health]}})
 async def readyz(chat: ChatDep, history: HistoryDep) -> JSONResponse:
-    """Ready when the provider can accept a request and the database answers."""
-    checks = {"provider": await chat.provider_ready(), "database": await history.store.ping()}
+    """Ready when the provider can accept a request, the database answers, and every
+    background task other requests rely on (the store's writer, the Redis hub's copying and
+    listening) is running."""
+    stopped = chat.stopped_tasks() + ([] if history.store.writer_alive() else ["store-writer"])
+    checks: dict[str, Any] = {
+        "provider": await chat.provider_ready(),
+        "database": await history.store.ping(),
+        "tasks": not stopped,
+    }
     ready = all(checks.values())
+    if stopped:
+        checks["stopped"] = stopped
     health = Health(status="ready" if ready else "not ready", checks=checks)
     code = Code.OK if ready else Code.SERVER_BUSY if checks["database"] else Code.DB_OPERATION_ERROR
     envelope: Envelope[Health] = Envelope(

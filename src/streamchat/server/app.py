@@ -31,6 +31,7 @@ from ..store import Store, create_engine
 from ..store.keys import KeyStore
 from . import handlers, routetable
 from .admission import Admission, Gate
+from .bodylimit import BodyLimit
 from .direct import DirectRoute, DirectRoutes
 
 log = logging.getLogger("streamchat")
@@ -91,8 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.history = history
     app.state.limiter = limiter
     handlers.install(app)
-    # The last added is the outermost: TraceMiddleware, then the admission seam, then
-    # DirectRoutes (when on), then FastAPI's router.
+    # The last added is the outermost: TraceMiddleware, then the admission seam, the body
+    # bound, DirectRoutes (when on), then FastAPI's router.
     if settings.direct_routes:
         app.add_middleware(
             DirectRoutes,
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "/v1/chat/completions": DirectRoute(ChatCompletionRequest, openai.chat_completions),
             },
         )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(Admission, gates=gates(settings, keys))
     if settings.cors_origin_list:
         app.add_middleware(
@@ -166,10 +168,20 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         # Our validation errors are 400 envelopes, not FastAPI's default 422 bodies.
         for operation in (op for path in spec["paths"].values() for op in path.values()):
             operation.get("responses", {}).pop("422", None)
+            _errors_as_json(operation.get("responses", {}))
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
         app.openapi_schema = spec
     return app.openapi_schema
+
+
+def _errors_as_json(responses: dict[str, Any]) -> None:
+    """Errors are JSON envelopes even where the answer is a stream: FastAPI gives every
+    documented response the route's media type (text/event-stream for the stream routes)."""
+    for status, response in responses.items():
+        content = response.get("content", {})
+        if status >= "400" and "text/event-stream" in content:
+            content["application/json"] = content.pop("text/event-stream")
 
 
 def _log_start(app: FastAPI, settings: Settings) -> None:

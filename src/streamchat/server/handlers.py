@@ -58,7 +58,7 @@ def validation_failure(errors: Sequence[Any], content_type: str) -> Failure:
     field = str(loc[-1]) if loc else "body"
     if loc[:1] == ("body",) and field == "uid":
         return Failure(Kind.VALIDATION, "uid_required" if kind == "missing" else "uid_invalid")
-    if loc[:1] == ("body",) and field == "message":
+    if loc[:1] == ("body",) and field == "message" and kind != "nul_character":
         return Failure(Kind.VALIDATION, "message_required")
     return Failure(Kind.VALIDATION, "field_invalid", field=field, detail=first["msg"])
 

@@ -33,6 +33,8 @@ def serve(host: str | None, port: int | None, workers: int) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from .headlimit import BoundedHttpToolsProtocol
+
     # The command line overrides the environment; workers build their settings from it.
     if host is not None:
         os.environ["STREAMCHAT_HOST"] = host
@@ -60,7 +62,8 @@ def serve(host: str | None, port: int | None, workers: int) -> int:
         factory=True,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http=BoundedHttpToolsProtocol,  # httptools, with a bound on the request head
+        h11_max_incomplete_event_size=settings.max_header_bytes,  # that bound (headlimit.py)
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,

@@ -76,6 +76,10 @@ class Store:
         await self._writes.close(wait_seconds)
         await self.engine.dispose()
 
+    def writer_alive(self) -> bool:
+        """Whether the group writer's task is up (or not needed yet)."""
+        return self._writes.alive()
+
     async def ping(self) -> bool:
         """Whether the database answers now."""
         try:
@@ -183,6 +187,16 @@ class Store:
             "b_completion": usage.completion_tokens if usage is not None else None,
         }
         return self._writes.finish(message_id, values)
+
+    async def forget_turn(self, turn: NewTurn, *, with_conversation: bool) -> None:
+        """Delete a turn's two messages, and its conversation if the turn began it."""
+        ids = [turn.user_message_id, turn.answer_id]
+        async with guarded(), self._writer.begin() as connection:
+            await connection.execute(delete(messages).where(messages.c.id.in_(ids)))
+            if with_conversation:
+                await connection.execute(
+                    delete(conversations).where(conversations.c.id == turn.conversation_id)
+                )
 
     async def interrupt_leftovers(self) -> int:
         """Mark every answer still `streaming` as `interrupted`, keeping its saved text."""

@@ -17,7 +17,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import Failure, Kind
@@ -54,6 +55,20 @@ async def guarded() -> AsyncIterator[None]:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         log.warning("database unavailable: %s", detail)
         raise StoreUnavailable(detail) from exc
+
+
+def values_at_fault(exc: Exception) -> bool:
+    """Whether one write's values are at fault, not the database: it refused them, or the
+    driver could not bind them (an integer past 64 bits: OverflowError, which once ended this
+    task, every chat after it waiting forever)."""
+    if not isinstance(exc, StoreUnavailable):
+        return True
+    cause = exc.__cause__
+    if isinstance(cause, DBAPIError) and cause.connection_invalidated:
+        return False
+    return not isinstance(
+        cause, OSError | TimeoutError | OperationalError | InterfaceError | PoolTimeout
+    )
 
 
 def create_engine(url: str, *, schema: str = "", timeout: float = 10.0) -> AsyncEngine:

@@ -30,10 +30,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, Text, bindparam, func, insert, or_, update
-from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .engine import StoreUnavailable, guarded
+from .engine import StoreUnavailable, guarded, values_at_fault
 from .tables import conversations, messages
 
 log = logging.getLogger(__name__)
@@ -209,8 +208,14 @@ class GroupWriter:
             self._dirty = {}
             self._kick()
 
+    def alive(self) -> bool:
+        """Whether the writer task is running, or has not been needed yet (for /readyz)."""
+        return self._task is None or not self._task.done()
+
     def _kick(self) -> None:
-        if self._task is None:
+        if self._task is None or self._task.done():
+            if self._task is not None:  # it died (a bug): back, not every later chat waiting
+                log.error("the store writer had stopped: restarting it")
             self._task = asyncio.create_task(self._loop(), name="store-writer")
         self._wake.set()
 
@@ -234,18 +239,15 @@ class GroupWriter:
         try:
             async with guarded():
                 refused = await self._write(batch, now())
-        except StoreUnavailable as exc:
-            if isinstance(exc.__cause__, IntegrityError | DataError) and len(waiting) > 1:
-                # The database refused something in one write: write each alone, so that
-                # only that one fails.
+        except Exception as exc:
+            if values_at_fault(exc) and len(waiting) > 1:
+                # Write each alone, so that only the one at fault fails.
                 for single in batch.split():
                     await self._commit(single)
                 return
-            if batch.progress:
-                log.warning("%d answer(s) not saved: %s", len(batch.progress), exc.detail)
-            _fail(waiting, exc)
+            _fail(waiting, _as_unavailable(exc, len(batch.progress)))
             return
-        except BaseException as exc:  # cancelled at shutdown, or a bug: nobody waits forever
+        except BaseException as exc:  # cancelled at shutdown: nobody waits forever
             _fail(waiting, StoreUnavailable(f"not written: {exc!r}"))
             raise
         for index in refused:
@@ -312,6 +314,16 @@ def _write_round(connection: Connection, batch: Round, at: datetime) -> list[int
     if batch.finishes:
         connection.execute(_FINISH, [end.values | {"b_at": at} for end in batch.finishes.values()])
     return refused
+
+
+def _as_unavailable(exc: Exception, unsaved: int) -> StoreUnavailable:
+    """The failure the waiting writes get (the task goes on)."""
+    if isinstance(exc, StoreUnavailable):
+        if unsaved:
+            log.warning("%d answer(s) not saved: %s", unsaved, exc.detail)
+        return exc
+    log.error("a write was refused before the database saw it: %r", exc, exc_info=exc)
+    return StoreUnavailable(f"not written: {type(exc).__name__}")
 
 
 def _fail(waiting: list[asyncio.Future[bool]], error: StoreUnavailable) -> None:

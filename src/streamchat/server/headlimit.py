@@ -1,0 +1,90 @@
+"""The request-head bound: STREAMCHAT_MAX_HEADER_BYTES of request line and headers, or 431.
+
+uvicorn's httptools protocol puts no bound on a request's head (its h11 protocol has one,
+`h11_max_incomplete_event_size`, and answers a bare 400): a client could send headers until
+the process runs out of memory. `BoundedHttpToolsProtocol` counts the target and the headers
+as the parser delivers them and, past the bound, answers 431 in the envelope of the API the
+path belongs to, then closes the connection; the app never sees the request.
+
+The bound travels in uvicorn's own `h11_max_incomplete_event_size` setting, the same meaning
+for the other protocol, because uvicorn hands a worker process its `Config` and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from starlette.requests import Request
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from ..errors import Failure, Kind
+from ..logs import escape
+from . import handlers
+
+log = logging.getLogger("streamchat.access")
+
+DEFAULT_HEAD_BYTES = 16 * 1024
+# Each header costs its name, its value, ": " and CRLF on the wire.
+_PER_HEADER = 4
+
+
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback: httptools then stops and reports a callback error."""
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a bound on the request head."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_limit = self.config.h11_max_incomplete_event_size or DEFAULT_HEAD_BYTES
+        self._head_bytes = 0
+        self._head_refused = False
+
+    def on_message_begin(self) -> None:
+        """A new request: its head is counted from zero."""
+        super().on_message_begin()
+        self._head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        """Count the target, then keep it as uvicorn does."""
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """Count a header, then keep it as uvicorn does."""
+        self._count(len(name) + len(value) + _PER_HEADER)
+        super().on_header(name, value)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a parser error, which is ours when the head was too large."""
+        if not self._head_refused:
+            super().send_400_response(msg)
+            return
+        self._send_431()
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > self._head_limit:
+            self._head_refused = True
+            raise _HeadTooLarge
+
+    def _send_431(self) -> None:
+        path = self.url.split(b"?", 1)[0].decode("latin-1")
+        log.warning(
+            '%s "%s" 431: request head over %d bytes',
+            self.client[0] if self.client else "-",
+            escape(path[:200]),
+            self._head_limit,
+        )
+        scope = {"type": "http", "path": path, "headers": [], "query_string": b""}
+        failure = Failure(Kind.HEADERS_TOO_LARGE, "headers_too_large", limit=self._head_limit)
+        response = handlers.respond(Request(scope), failure)
+        status = HTTPStatus(response.status_code)
+        head = [f"HTTP/1.1 {status.value} {status.phrase}".encode()]
+        head += [name + b": " + value for name, value in response.raw_headers]
+        head.append(b"connection: close")
+        self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + response.body)
+        self.transport.close()
