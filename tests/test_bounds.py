@@ -62,7 +62,7 @@ async def test_a_declared_body_over_the_bound_is_413_before_a_byte_is_read(
     server: ServerProcess, path: str
 ) -> None:
     head = (
-        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         f"Content-Length: {200 * 1024 * 1024}\r\n\r\n"
     ).encode()
     started = time.monotonic()
@@ -113,7 +113,7 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 @pytest.mark.parametrize("path", ["/api/chat", "/v1/chat/completions"])
 async def test_a_chunked_body_over_the_bound_is_413(server: ServerProcess, path: str) -> None:
     head = (
-        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         "Transfer-Encoding: chunked\r\n\r\n"
     ).encode()
     status, body = await send_while_reading(server, head, 4 * MAX_BODY, chunked=True)
@@ -131,7 +131,7 @@ async def test_the_body_bound_holds_when_fastapi_serves_the_stream_routes(
     through_fastapi = await start_server(direct_routes="false")
     for path in ("/api/chat", "/v1/chat/completions"):
         head = (
-            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             "Transfer-Encoding: chunked\r\n\r\n"
         ).encode()
         status, _ = await send_while_reading(through_fastapi, head, 4 * MAX_BODY, chunked=True)
@@ -155,7 +155,7 @@ async def test_the_largest_v1_conversation_fits_the_body_bound(
 @pytest.mark.parametrize("path", ["/api/conversations?uid=1", "/v1/models"])
 async def test_a_head_over_the_bound_is_431(server: ServerProcess, path: str) -> None:
     padding = "x" * (MAX_HEAD + 1)
-    head = f"GET {path} HTTP/1.1\r\nHost: x\r\nX-Padding: {padding}\r\n\r\n".encode()
+    head = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: {padding}\r\n\r\n".encode()
     status, body = await raw_exchange(server, head)
     assert status == 431
     if path.startswith("/v1"):
@@ -169,9 +169,9 @@ async def test_many_small_headers_and_a_long_target_count_too(server: ServerProc
     status, _ = await raw_exchange(server, f"GET /hello HTTP/1.1\r\n{headers}\r\n".encode())
     assert status == 431
     target = "/hello?q=" + "a" * (MAX_HEAD + 1)
-    status, _ = await raw_exchange(server, f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    status, _ = await raw_exchange(server, f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
     assert status == 431
-    status, body = await raw_exchange(server, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, body = await raw_exchange(server, b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert (status, body) == (200, b"Hello World!"), "the server goes on serving"
 
 
