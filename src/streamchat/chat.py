@@ -17,6 +17,7 @@ from .generation import Generation, NativeFormat, Recorder, StreamFormat
 from .history import History
 from .hub import Hooks, StreamHub, Subscription
 from .limits import StreamSlots
+from .metrics import Metrics, StreamMeter
 from .providers.base import GenerateRequest, Provider, ProviderError, ProviderStream
 from .schemas import ChatRequest
 
@@ -27,7 +28,12 @@ class ChatService:
     """Starts, follows and stops chat streams."""
 
     def __init__(
-        self, settings: Settings, provider: Provider, hub: StreamHub, history: History
+        self,
+        settings: Settings,
+        provider: Provider,
+        hub: StreamHub,
+        history: History,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
         self._provider = provider
@@ -36,6 +42,8 @@ class ChatService:
         self._generations: dict[str, Generation] = {}
         self._slots = StreamSlots(settings.max_streams)
         self._background: set[asyncio.Task[None]] = set()
+        self._metrics = metrics or Metrics(enabled=False)
+        self.draining = False  # SIGTERM: no new chats (server/drain.py)
 
     def models(self) -> list[str]:
         """The model ids a request may name."""
@@ -50,6 +58,7 @@ class ChatService:
 
         `lang` is the language of the stream's `error` event, should the answer fail.
         """
+        self._refuse_if_draining()
         model = self.resolve_model(request.model)
         if len(request.message) > self._settings.max_message_chars:
             raise Failure(Kind.TOO_LONG, "message_too_long", limit=self._settings.max_message_chars)
@@ -74,6 +83,7 @@ class ChatService:
                 fmt,
                 recorder=recorder,
                 stream_id=turn.ids.stream_id,
+                api="native",
             )
         except BaseException as exc:
             recorder.refused(exc)
@@ -86,18 +96,27 @@ class ChatService:
         *,
         recorder: Recorder | None = None,
         stream_id: str | None = None,
+        api: str = "openai",
     ) -> Subscription:
         """Have the provider accept `request`, then stream its answer into a new hub stream.
 
         Raises the provider's `Failure` if it refuses, or `Kind.BUSY` beyond STREAMCHAT_MAX_STREAMS;
         returns a subscription from the stream's first event once it has accepted. `recorder`
-        saves the answer as it grows.
+        saves the answer as it grows; `api` labels its metrics (`start` passes "native").
         """
-        self._slots.take()  # given back when the generation task ends (see _launch)
+        meter = self._metrics.meter(api, request.model)
         try:
-            return await self._generate(request, fmt, recorder, stream_id)
-        except BaseException:
+            self._refuse_if_draining()
+            self._slots.take()  # given back when the generation task ends (see _launch)
+        except Failure as failure:
+            self._metrics.refused(failure.kind.value)
+            raise
+        try:
+            return await self._generate(request, fmt, recorder, stream_id, meter)
+        except BaseException as exc:
             self._slots.give_back()
+            if isinstance(exc, Failure):
+                self._metrics.refused(exc.kind.value)
             raise
 
     async def _generate(
@@ -106,6 +125,7 @@ class ChatService:
         fmt: StreamFormat,
         recorder: Recorder | None,
         stream_id: str | None,
+        meter: StreamMeter | None,
     ) -> Subscription:
         upstream = await self._open(request)
         stream_id = stream_id or uuid.uuid4().hex
@@ -120,7 +140,9 @@ class ChatService:
             # queue place, an HTTP connection).
             await upstream.aclose()
             raise
-        self._launch(Generation(self._hub, stream_id, upstream, fmt, recorder), len(opening))
+        if meter is not None:
+            meter.begin()
+        self._launch(Generation(self._hub, stream_id, upstream, fmt, recorder, meter), len(opening))
         return subscription
 
     async def follow(self, stream_id: str, after: int) -> Subscription:
@@ -131,11 +153,25 @@ class ChatService:
         """Stop a generation, on whichever node runs it; False if it had already ended."""
         return await self._hub.request_cancel(stream_id)
 
+    async def drain(self, grace_seconds: float) -> None:
+        """Take no new chats; give the running generations `grace_seconds` to end, then
+        interrupt the rest and wait for their final events."""
+        self.draining = True
+        tasks = [g.task for g in self._generations.values() if g.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace_seconds)
+        await self.close()
+
+    def _refuse_if_draining(self) -> None:
+        if self.draining:
+            self._metrics.refused(Kind.BUSY.value)
+            raise Failure(Kind.BUSY, "shutting_down", retry_after=5)
+
     async def close(self) -> None:
         """Interrupt every running generation and wait for their final events."""
         running = list(self._generations.values())
         for generation in running:
-            generation.stop("interrupted")
+            generation.stop("shutdown")
         tasks = [g.task for g in running if g.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=5)

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..config import Settings
+from ..metrics import Metrics
 from .base import (
     GenerateRequest,
     ProviderError,
@@ -67,8 +68,9 @@ class LocalProvider:
 
     name = "local"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self._settings = settings
+        self._metrics = metrics or Metrics(enabled=False)
         self._model_name = settings.model_name
         self._threads = settings.local_threads or os.cpu_count() or 1
         self._executor: ThreadPoolExecutor | None = None
@@ -141,6 +143,7 @@ class LocalProvider:
             emit=emit,
         )
         self._jobs.add(job)
+        self._report_queue()
         accepted = time.monotonic()
         future = self._executor.submit(self._model.run, job)
         context = contextvars.copy_context()  # the request's trace id, for the log line
@@ -153,14 +156,20 @@ class LocalProvider:
         """The stream was closed: stop its generation and free its place in the queue."""
         if job in self._jobs:
             self._jobs.discard(job)
+            self._report_queue()
             if self._model is not None:
                 self._model.interrupt(job)
 
     def _done(self, job: Job, accepted: float) -> None:
         self._jobs.discard(job)
+        self._report_queue()
         log.info(
             "generation: %s; %.2f s after it was accepted", job.stats, time.monotonic() - accepted
         )
+
+    def _report_queue(self) -> None:
+        """The requests waiting for the model: every accepted job but the one it runs."""
+        self._metrics.set_waiting(max(len(self._jobs) - 1, 0))
 
     @staticmethod
     def _messages(request: GenerateRequest) -> list[dict[str, str]]:

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 
+from ..metrics import Metrics
 from ..schemas import Code, Envelope, Health
 from .deps import ChatDep, HistoryDep
 
@@ -29,7 +36,11 @@ async def healthz() -> Envelope[Health]:
 @router.get("/readyz", summary="Readiness", responses={503: {"model": Envelope[Health]}})
 async def readyz(chat: ChatDep, history: HistoryDep) -> JSONResponse:
     """Ready when the provider can accept a request and the database answers."""
-    checks = {"provider": await chat.provider_ready(), "database": await history.store.ping()}
+    checks = {
+        "accepting": not chat.draining,  # false from SIGTERM on (server/drain.py)
+        "provider": await chat.provider_ready(),
+        "database": await history.store.ping(),
+    }
     ready = all(checks.values())
     health = Health(status="ready" if ready else "not ready", checks=checks)
     code = Code.OK if ready else Code.SERVER_BUSY if checks["database"] else Code.DB_OPERATION_ERROR
@@ -37,6 +48,16 @@ async def readyz(chat: ChatDep, history: HistoryDep) -> JSONResponse:
         code=code, message="" if ready else "not ready", data=health
     )
     return JSONResponse(envelope.model_dump(), status_code=200 if ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition: every worker's metrics together (DESIGN.md §9)."""
+    observer: Metrics = request.app.state.metrics
+    if not observer.enabled:
+        return PlainTextResponse("metrics are off (STREAMCHAT_METRICS=false)\n", status_code=404)
+    body, content_type = observer.render()
+    return Response(body, media_type=content_type)
 
 
 @router.get("/swagger", include_in_schema=False)

@@ -19,14 +19,16 @@ from ..config import Settings
 from ..history import History
 from ..hub import MemoryHub, RedisHub, StreamHub
 from ..logs import TraceMiddleware
+from ..metrics import Metrics
 from ..openai.protocol import ChatCompletionChunk, ChatCompletionRequest
 from ..providers import build_provider
 from ..routes import chat, conversations, openai, system, web
 from ..schemas import ChatRequest, StreamEvent
 from ..store import Store, create_engine
 from . import handlers, routetable
-from .admission import Admission, Gate
+from .admission import Admission, Gate, who_asked
 from .direct import DirectRoute, DirectRoutes
+from .drain import Drain
 
 log = logging.getLogger("streamchat")
 
@@ -34,7 +36,8 @@ log = logging.getLogger("streamchat")
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for `settings` (from the environment when not given)."""
     settings = settings or Settings()
-    provider = build_provider(settings)
+    metrics = Metrics(enabled=settings.metrics)
+    provider = build_provider(settings, metrics)
     hub = build_hub(settings)
     store = Store(
         create_engine(
@@ -43,15 +46,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             timeout=settings.database_timeout_seconds,
         ),
         progress_seconds=settings.history_save_seconds,
+        metrics=metrics,
     )
     history = History(store, settings)
-    service = ChatService(settings, provider, hub, history)
+    service = ChatService(settings, provider, hub, history, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.start(run_migrations=settings.database_migrate)
         await hub.start()
         await provider.start()
+        Drain(service, settings.shutdown_grace_seconds).install()
         _log_start(app, settings)
         try:
             yield
@@ -73,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.chat = service
     app.state.history = history
+    app.state.metrics = metrics
     handlers.install(app)
     # The last added is the outermost: TraceMiddleware, then the admission seam, then
     # DirectRoutes (when on), then FastAPI's router.
@@ -85,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             },
         )
     app.add_middleware(Admission, gates=gates(settings))
-    app.add_middleware(TraceMiddleware)
+    app.add_middleware(TraceMiddleware, who=who_asked)
     app.include_router(chat.router)
     app.include_router(conversations.router)
     app.include_router(openai.router)
