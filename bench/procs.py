@@ -149,6 +149,8 @@ class Server(_Process):
             STREAMCHAT_OPENAI_BASE_URL=upstream.base_url + "/v1",
             STREAMCHAT_MODEL="bench-model",
             STREAMCHAT_DATABASE_URL=f"sqlite+aiosqlite:///{self.scratch.name}/bench.db",
+            # BENCH_METRICS=false measures the server with its metrics off (issue 16).
+            STREAMCHAT_METRICS=os.environ.get("BENCH_METRICS", "true"),
         )
         command = [sys.executable, "-m", "streamchat", "serve", "--workers", str(workers)]
         with self.log_path.open("wb") as log:

@@ -9,9 +9,11 @@ import aiohttp
 
 from .conftest import StartServer
 from .fakeupstream import FakeUpstream, Script
+from .nodes import node_env
 from .scrape import Samples, scrape, value
 from .servers import ServerProcess
 from .sseclient import FrameReader, events
+from .test_cluster_workers import start_workers
 from .test_local_provider import busy_model
 
 P = "streamchat:"
@@ -129,3 +131,30 @@ async def test_metrics_off_serve_no_metrics(
     server = await start_server(metrics="false")
     async with http.get(server.url + "/metrics") as response:
         assert response.status == 404
+
+
+async def test_workers_metrics_add_up_across_workers(
+    http: aiohttp.ClientSession, upstream: FakeUpstream
+) -> None:
+    env = node_env(upstream, "", "unused:")
+    server = await start_workers(env)
+    try:
+        upstream.reset(Script(tokens=["a", "b", "c"]))
+        chats = 8
+        async with aiohttp.ClientSession() as fresh:  # new connections: both workers serve
+            for _ in range(chats):
+                connector = aiohttp.TCPConnector(force_close=True)
+                async with aiohttp.ClientSession(connector=connector) as one:
+                    assert (await chat(one, server.url))[-1]["type"] == "end"
+            count = P + "time_to_first_token_seconds_count"
+            await settled(fresh, server.url, count, chats)
+            # Whichever worker answers the scrape, it reports both workers' counts.
+            for _ in range(6):
+                connector = aiohttp.TCPConnector(force_close=True)
+                async with aiohttp.ClientSession(connector=connector) as one:
+                    samples = await scrape(one, server.url)
+                assert value(samples, count) == chats
+                assert value(samples, P + "generation_tokens_total") == 3 * chats
+                assert value(samples, P + "num_requests_running") == 0
+    finally:
+        server.stop()
