@@ -53,6 +53,10 @@ class ChatService:
         """Whether the provider would accept a request now."""
         return await self._provider.ready()
 
+    async def hub_ready(self) -> bool:
+        """Whether the stream hub's store (Redis, on several nodes) answers."""
+        return await self._hub.ping()
+
     async def start(self, request: ChatRequest, lang: Lang = "zh") -> Subscription:
         """Begin answering a native chat request; return the subscription its response follows.
 

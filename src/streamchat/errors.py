@@ -61,6 +61,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "the answer was interrupted: the server is shutting down",
     ),
     "shutting_down": ("服务器正在关闭,请稍后再试", "server shutting down, retry later"),
+    "node_lost": (
+        "生成回答的服务器节点已停止,回答被中断",
+        "the server node generating the answer stopped: the answer was interrupted",
+    ),
     "stream_lost": (
         "流服务(Redis)长时间不可达,回答被中断",
         "the stream store (Redis) is out of reach: the answer was interrupted",

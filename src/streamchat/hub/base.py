@@ -114,6 +114,10 @@ class StreamHub(Protocol):
         """Begin background upkeep."""
         ...
 
+    async def ping(self) -> bool:
+        """Whether the hub's backing store answers (Redis), for /readyz."""
+        ...
+
     async def close(self) -> None:
         """Stop background upkeep."""
         ...

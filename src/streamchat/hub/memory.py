@@ -59,6 +59,10 @@ class MemoryHub:
         """Begin sweeping expired streams."""
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="hub-sweeper")
 
+    async def ping(self) -> bool:
+        """Always reachable: it is this process."""
+        return True
+
     async def close(self) -> None:
         """Stop sweeping."""
         if self._sweeper is not None:

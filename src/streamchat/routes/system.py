@@ -40,6 +40,7 @@ async def readyz(chat: ChatDep, history: HistoryDep) -> JSONResponse:
         "accepting": not chat.draining,  # false from SIGTERM on (server/drain.py)
         "provider": await chat.provider_ready(),
         "database": await history.store.ping(),
+        "streams": await chat.hub_ready(),
     }
     ready = all(checks.values())
     health = Health(status="ready" if ready else "not ready", checks=checks)

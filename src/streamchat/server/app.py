@@ -21,6 +21,7 @@ from ..hub import MemoryHub, RedisHub, StreamHub
 from ..logs import TraceMiddleware
 from ..metrics import Metrics
 from ..openai.protocol import ChatCompletionChunk, ChatCompletionRequest
+from ..orphans import OrphanedAnswers
 from ..providers import build_provider
 from ..routes import chat, conversations, openai, system, web
 from ..schemas import ChatRequest, StreamEvent
@@ -50,6 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     history = History(store, settings)
     service = ChatService(settings, provider, hub, history, metrics)
+    if isinstance(hub, RedisHub):
+        hub.watch_orphans(OrphanedAnswers(store))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -122,6 +125,7 @@ def build_hub(settings: Settings) -> StreamHub:
             outage_seconds=settings.redis_outage_seconds,
             max_connections=settings.redis_max_connections,
             max_events=settings.redis_stream_max_events,
+            node_timeout_seconds=settings.node_timeout_seconds,
         )
     return MemoryHub(
         ttl_seconds=settings.stream_ttl_seconds, retain_bytes=settings.stream_retain_bytes

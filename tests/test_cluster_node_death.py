@@ -1,0 +1,69 @@
+"""Two nodes and Redis: a node killed with -9 is noticed by the other (DESIGN.md §9)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+
+import aiohttp
+
+from .fakeupstream import FakeUpstream, Script
+from .nodes import node_env, read_events, start_nodes
+from .redisserver import SHARED_URL
+from .sseclient import FrameReader
+
+TIMEOUT = 2.0
+
+
+def answer_status(database_url: str, message_id: str) -> str:
+    path = database_url.removeprefix("sqlite+aiosqlite:///")
+    with sqlite3.connect(path) as db:
+        (status,) = db.execute("SELECT status FROM messages WHERE id = ?", (message_id,)).fetchone()
+    return str(status)
+
+
+async def test_kill_9_of_the_writing_node_ends_its_followers_elsewhere_and_its_answer(
+    http: aiohttp.ClientSession, upstream: FakeUpstream, redis_prefix: str
+) -> None:
+    env = node_env(upstream, SHARED_URL, f"{redis_prefix}death:", node_timeout_seconds=str(TIMEOUT))
+    a, b = await start_nodes(2, env)
+    try:
+        async with http.get(b.url + "/readyz") as ready:
+            assert ready.status == 200
+            assert (await ready.json())["data"]["checks"]["streams"] is True
+        upstream.reset(Script(tokens=[f"t{i} " for i in range(600)], delay=0.05))
+        response, seen = await read_events(http, a.url, 3)
+        stream_id, message_id = str(seen[0]["stream_id"]), str(seen[0]["message_id"])
+        async with http.get(
+            f"{b.url}/api/chat/streams/{stream_id}", params={"after": "2"}
+        ) as follower:
+            assert follower.status == 200
+            reader = FrameReader(follower)
+            first = await reader.next_event()
+            assert first is not None
+            assert first.event["index"] == 3
+            assert a.proc is not None
+            a.proc.kill()
+            killed = time.monotonic()
+            last = first.event
+            while not last["is_end"]:
+                frame = await asyncio.wait_for(reader.next_event(), TIMEOUT * 5)
+                assert frame is not None, "the follower's stream closed without a final event"
+                last = frame.event
+            noticed = time.monotonic() - killed
+        response.close()
+        assert last["type"] == "error", last
+        assert last["code"] == "stream_unavailable"
+        # Within the timeout (and the watch's period, a quarter of it), with room for a
+        # loaded machine.
+        assert noticed < TIMEOUT * 3, noticed
+        deadline = time.monotonic() + 10
+        url = env["STREAMCHAT_DATABASE_URL"]
+        while answer_status(url, message_id) != "interrupted":
+            assert time.monotonic() < deadline, answer_status(url, message_id)
+            await asyncio.sleep(0.1)
+        assert "Traceback" not in b.log(), b.log()
+    finally:
+        for node in (a, b):
+            node.stop()
