@@ -24,7 +24,7 @@ import os
 import time
 from bisect import bisect_left
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -61,6 +61,7 @@ class RequestLine:
     """What the access line reports beyond the HTTP exchange: filled in by the stream's meter
     (below), which runs in a task that inherits this request's context."""
 
+    started: float = field(default_factory=time.perf_counter)  # when the request arrived
     ttft: float | None = None  # seconds to the first token
     tokens: int | None = None
 
@@ -222,7 +223,9 @@ class StreamMeter:
 
     def __init__(self, metrics: Metrics, api: str, model: str) -> None:
         self._metrics = metrics
-        self._started = time.perf_counter()
+        self._line: RequestLine | None = current_request()
+        # From the request's arrival (its body read, the turn saved …), when it is known.
+        self._started = time.perf_counter() if self._line is None else self._line.started
         self._histograms = (
             metrics.ttft.labels(api, model),
             metrics.itl.labels(api, model),
@@ -232,7 +235,6 @@ class StreamMeter:
         self._first: float | None = None
         self._last = 0.0
         self._ended = False
-        self._line: RequestLine | None = current_request()
         self.tokens = 0
         # Called per token; rebound after the first, so that the later ones test nothing.
         self.token: Callable[[], None] = self._first_token
