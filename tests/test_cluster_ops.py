@@ -1,8 +1,10 @@
-"""Two nodes and Redis: a node killed with -9 is noticed by the other (DESIGN.md §9)."""
+"""Two nodes and Redis (DESIGN.md §9): a node killed with -9 is noticed by the other; a node
+given SIGTERM ends its streams for followers on the other node too."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import sqlite3
 import time
 
@@ -11,7 +13,7 @@ import aiohttp
 from .fakeupstream import FakeUpstream, Script
 from .nodes import node_env, read_events, start_nodes
 from .redisserver import SHARED_URL
-from .sseclient import FrameReader
+from .sseclient import FrameReader, events
 
 TIMEOUT = 2.0
 
@@ -64,6 +66,34 @@ async def test_kill_9_of_the_writing_node_ends_its_followers_elsewhere_and_its_a
             assert time.monotonic() < deadline, answer_status(url, message_id)
             await asyncio.sleep(0.1)
         assert "Traceback" not in b.log(), b.log()
+    finally:
+        for node in (a, b):
+            node.stop()
+
+
+async def test_sigterm_of_the_writing_node_gives_followers_elsewhere_the_final_event(
+    http: aiohttp.ClientSession, upstream: FakeUpstream, redis_prefix: str
+) -> None:
+    env = node_env(upstream, SHARED_URL, f"{redis_prefix}drain:", shutdown_grace_seconds="1")
+    a, b = await start_nodes(2, env)
+    try:
+        upstream.reset(Script(tokens=[f"t{i} " for i in range(600)], delay=0.05))
+        response, seen = await read_events(http, a.url, 3)
+        stream_id = str(seen[0]["stream_id"])
+        async with http.get(
+            f"{b.url}/api/chat/streams/{stream_id}", params={"after": "2"}
+        ) as follower:
+            assert follower.status == 200
+            reader = FrameReader(follower)
+            assert a.proc is not None
+            a.proc.send_signal(signal.SIGTERM)
+            rest = events(await asyncio.wait_for(reader.all(), 30))
+        writer_rest = events(await FrameReader(response).all())
+        response.close()
+        assert rest[-1]["type"] == "error", rest[-1]
+        assert rest[-1]["code"] == "interrupted"
+        assert writer_rest[-1] == rest[-1]  # the same final event, on both nodes
+        assert await asyncio.to_thread(a.proc.wait, 20) == 0, a.log()
     finally:
         for node in (a, b):
             node.stop()
