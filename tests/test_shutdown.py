@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from .fakeupstream import FakeUpstream, Script
+from .scrape import scrape, value
 from .servers import ServerProcess
 from .sseclient import FrameReader, events
 
@@ -76,6 +77,8 @@ async def test_sigterm_lets_short_streams_end_and_interrupts_long_ones(
         async with http.post(server.url + "/api/chat", json=CHAT) as refused:
             assert refused.status == 503
             assert (await refused.json())["code"] == 63
+        errors = value(await scrape(http, server.url), "streamchat:request_errors_total")
+        assert errors == 1  # that refusal, once, whichever worker answers
 
         short_rest = events(await short[1].all())
         assert short_rest[-1]["type"] == "end"

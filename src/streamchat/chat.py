@@ -62,7 +62,9 @@ class ChatService:
 
         `lang` is the language of the stream's `error` event, should the answer fail.
         """
-        self._refuse_if_draining()
+        if self.draining:  # refused before the turn is written: a refusal writes nothing
+            self._metrics.refused(Kind.BUSY.value)
+            self._refuse_if_draining()
         model = self.resolve_model(request.model)
         if len(request.message) > self._settings.max_message_chars:
             raise Failure(Kind.TOO_LONG, "message_too_long", limit=self._settings.max_message_chars)
@@ -168,7 +170,6 @@ class ChatService:
 
     def _refuse_if_draining(self) -> None:
         if self.draining:
-            self._metrics.refused(Kind.BUSY.value)
             raise Failure(Kind.BUSY, "shutting_down", retry_after=5)
 
     async def close(self) -> None:
