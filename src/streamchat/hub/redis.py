@@ -94,6 +94,10 @@ class RedisHub:
         """Who ends the streams of dead nodes that this node follows (redis_nodes.py)."""
         self._heartbeat.orphans = orphans
 
+    def _writing(self) -> list[str]:
+        """The streams this node writes that have not ended (named in its heartbeat)."""
+        return [sid for sid, owned in self._writer.owned.items() if not owned.local.done]
+
     async def ping(self) -> bool:
         """Whether Redis answers now (for /readyz)."""
         try:
@@ -163,7 +167,8 @@ class RedisHub:
             asyncio.create_task(self._listener.run(), name="redis-listener"),
             asyncio.create_task(self._listener.sync_forever(), name="redis-subscriptions"),
             asyncio.create_task(
-                self._heartbeat.run(lambda: list(self._mirrors)), name="redis-heartbeat"
+                self._heartbeat.run(self._writing, lambda: list(self._mirrors)),
+                name="redis-heartbeat",
             ),
         ]
         if not await self._listener.connected(min(5.0, self._outage)):

@@ -1,9 +1,11 @@
 """Several nodes: each one beats in Redis, and the others notice when one stops (kill -9).
 
 Every node sets `<prefix>alive:<node>` with a time-to-live of STREAMCHAT_NODE_TIMEOUT_SECONDS,
-renewed four times per period. Every node also looks, as often, at the streams it follows
-from elsewhere (its mirrors): one whose owner's key has expired, and that has not ended, is
-an orphan. One node takes it (`SET … NX` on `<prefix>{id}:reaped`) and ends it for every
+renewed four times per period, and with it the set of the streams it writes
+(`<prefix>streams:<node>`, rewritten at each beat) and its name in `<prefix>nodes`. Every
+node also looks, as often, at the streams it follows from elsewhere (its mirrors), and at
+the nodes of `<prefix>nodes`: a stream whose owner's key has expired, and that has not
+ended, is an orphan. One node takes it (`SET … NX` on `<prefix>{id}:reaped`) and ends it for every
 follower on every node: it writes the stream's final event into Redis as the owner would
 have (the next entry, the `ended` flag, the live message), and has the answer marked
 `interrupted` in the database. The event and the database are the service's business, so
@@ -71,18 +73,52 @@ class Heartbeat:
         """The key that exists while `node_id` beats."""
         return f"{self._keys.prefix}alive:{node_id}"
 
-    async def beat(self) -> None:
-        """Say this node is alive for one more timeout."""
-        await self._client.set(self.alive_key(self._node_id), b"1", px=self._timeout_ms)
+    def _streams_key(self, node_id: str) -> str:
+        """The set of the streams `node_id` was writing at its last beat."""
+        return f"{self._keys.prefix}streams:{node_id}"
 
-    async def run(self, followed: Callable[[], Iterable[str]]) -> None:
-        """Beat and watch forever; `followed` names the streams followed here."""
+    async def beat(self, owned: Iterable[str] = ()) -> None:
+        """Say this node is alive for one more timeout, and which streams it writes."""
+        streams = self._streams_key(self._node_id)
+        written = list(owned)
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.set(self.alive_key(self._node_id), b"1", px=self._timeout_ms)
+            pipe.sadd(self._keys.prefix + "nodes", self._node_id)
+            pipe.delete(streams)
+            if written:
+                pipe.sadd(streams, *written)
+            await pipe.execute()
+
+    async def run(
+        self, owned: Callable[[], Iterable[str]], followed: Callable[[], Iterable[str]]
+    ) -> None:
+        """Beat and watch forever: `owned` names the streams written here, `followed` those
+        followed here from elsewhere."""
         while True:
             with contextlib.suppress(*REDIS_ERRORS):
-                await self.beat()
+                await self.beat(owned())
                 for stream_id in list(followed()):
                     await self._check(stream_id)
+                await self._check_nodes()
             await asyncio.sleep(self._timeout_ms / 4000)
+
+    async def _check_nodes(self) -> None:
+        """End the streams of every node that stopped beating (its last beat named them),
+        once: the node that takes `dead:<node>` does it."""
+        nodes = cast(set[bytes], await self._client.smembers(self._keys.prefix + "nodes"))
+        for raw in nodes:
+            node = raw.decode()
+            if node == self._node_id or await self._client.exists(self.alive_key(node)):
+                continue
+            dead = f"{self._keys.prefix}dead:{node}"
+            if not await self._client.set(dead, self._node_id, nx=True, px=self._ttl_ms):
+                continue
+            streams = cast(set[bytes], await self._client.smembers(self._streams_key(node)))
+            log.warning("node %s stopped beating: ending its %d stream(s)", node, len(streams))
+            for stream_id in streams:
+                await self._check(stream_id.decode())
+            await self._client.delete(self._streams_key(node))
+            await self._client.srem(self._keys.prefix + "nodes", node)
 
     async def _check(self, stream_id: str) -> None:
         fields = await self._client.hmget(self._keys.meta(stream_id), ["owner", "ended"])
