@@ -15,7 +15,6 @@ the hub asks an `Orphans` handler for them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from typing import Protocol, cast
@@ -95,11 +94,16 @@ class Heartbeat:
         """Beat and watch forever: `owned` names the streams written here, `followed` those
         followed here from elsewhere."""
         while True:
-            with contextlib.suppress(*REDIS_ERRORS):
+            try:
                 await self.beat(owned())
                 for stream_id in list(followed()):
                     await self._check(stream_id)
                 await self._check_nodes()
+            except REDIS_ERRORS:
+                pass  # out of reach: the listener reports it; beat again next period
+            except Exception:  # a bug must not stop the beat, or every node takes us for dead
+                log.exception("heartbeat: round failed")
+            _raise_if_cancelled()
             await asyncio.sleep(self._timeout_ms / 4000)
 
     async def _check_nodes(self) -> None:
@@ -154,3 +158,11 @@ class Heartbeat:
                 )
                 await pipe.execute()
         await self.orphans.orphaned(opening)
+
+
+def _raise_if_cancelled() -> None:
+    # redis-py may turn a cancellation in the middle of a command into a connection error,
+    # which the loop above swallows: the task would then never end.
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
