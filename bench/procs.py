@@ -152,6 +152,8 @@ class Server(_Process):
             STREAMCHAT_MODEL="bench-model",
             STREAMCHAT_DATABASE_URL=f"sqlite+aiosqlite:///{self.scratch.name}/bench.db",
             STREAMCHAT_AUTH="keys" if auth else "off",
+            # BENCH_METRICS=false measures the server with its metrics off (issue 16).
+            STREAMCHAT_METRICS=os.environ.get("BENCH_METRICS", "true"),
         )
         # With keys, every request carries a service key's (it acts for the body's uid).
         self.headers: dict[str, str] = {}

@@ -64,7 +64,8 @@ async def test_a_huge_body_is_refused_without_growing_the_server(
     length = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {declared}"
     for path in ("/api/chat", "/v1/chat/completions"):
         head = (
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{length}\r\n\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/json\r\n{length}\r\n\r\n"
         ).encode()
         await peak_growth(quiet_server, head, 2 * MB, chunked)  # warm: imports, buffers
         growth = await peak_growth(quiet_server, head, total, chunked)

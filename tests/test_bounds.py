@@ -169,7 +169,9 @@ async def test_many_small_headers_and_a_long_target_count_too(server: ServerProc
     status, _ = await raw_exchange(server, f"GET /hello HTTP/1.1\r\n{headers}\r\n".encode())
     assert status == 431
     target = "/hello?q=" + "a" * (MAX_HEAD + 1)
-    status, _ = await raw_exchange(server, f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    status, _ = await raw_exchange(
+        server, f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    )
     assert status == 431
     status, body = await raw_exchange(server, b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert (status, body) == (200, b"Hello World!"), "the server goes on serving"

@@ -18,6 +18,7 @@ from .generation import Generation, NativeFormat, Recorder, StreamFormat
 from .history import History
 from .hub import Hooks, StreamHub, StreamNotFound, Subscription
 from .limits import StreamSlots
+from .metrics import Metrics, StreamMeter
 from .providers.base import GenerateRequest, Provider, ProviderError, ProviderStream
 from .schemas import ChatRequest
 
@@ -28,7 +29,12 @@ class ChatService:
     """Starts, follows and stops chat streams."""
 
     def __init__(
-        self, settings: Settings, provider: Provider, hub: StreamHub, history: History
+        self,
+        settings: Settings,
+        provider: Provider,
+        hub: StreamHub,
+        history: History,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
         self._provider = provider
@@ -37,6 +43,8 @@ class ChatService:
         self._generations: dict[str, Generation] = {}
         self._slots = StreamSlots(settings.max_streams)
         self._background: set[asyncio.Task[None]] = set()
+        self._metrics = metrics or Metrics(enabled=False)
+        self.draining = False  # SIGTERM: no new chats (server/drain.py)
 
     def models(self) -> list[str]:
         """The model ids a request may name."""
@@ -45,6 +53,10 @@ class ChatService:
     async def provider_ready(self) -> bool:
         """Whether the provider would accept a request now."""
         return await self._provider.ready()
+
+    async def hub_ready(self) -> bool:
+        """Whether the stream hub's store (Redis, on several nodes) answers."""
+        return await self._hub.ping()
 
     def stopped_tasks(self) -> list[str]:
         """Background tasks of the stream hub that have stopped (each one fails others)."""
@@ -65,13 +77,17 @@ class ChatService:
     async def _start(
         self, request: ChatRequest, uid: int, lang: Lang, charge: Charge
     ) -> Subscription:
+        if self.draining:  # refused before the turn is written: a refusal writes nothing
+            self._metrics.refused(Kind.BUSY.value)
+            self._refuse_if_draining()
         model = self.resolve_model(request.model)
         if len(request.message) > self._settings.max_message_chars:
             raise Failure(Kind.TOO_LONG, "message_too_long", limit=self._settings.max_message_chars)
+        meter = self._metrics.meter("native", model)
         # A refusal writes nothing (DESIGN §8): the stream slot is taken before the turn is
         # written, and a turn the provider refuses, or whose stream cannot be made, is taken
         # back. The user's message is still committed before anything is generated.
-        self._slots.take()  # given back when the generation task ends (see _launch)
+        self._take_slot()  # given back when the generation task ends (see _launch)
         try:
             turn = await self._history.begin(
                 uid=uid,
@@ -95,8 +111,11 @@ class ChatService:
                     turn.ids.stream_id,
                     uid,
                     charge,
+                    meter,
                 )
             except BaseException as exc:
+                if isinstance(exc, Failure):
+                    self._metrics.refused(exc.kind.value)
                 await self._history.forget(turn, exc)
                 raise
         except BaseException:
@@ -112,20 +131,36 @@ class ChatService:
         stream_id: str | None = None,
         owner: int | None = None,
         charge: Charge = FREE,
+        api: str = "openai",
     ) -> Subscription:
         """Have the provider accept `request`, then stream its answer into a new hub stream
         owned by `owner`; `charge` is settled with the tokens it used when it ends.
 
         Raises the provider's `Failure` if it refuses, or `Kind.BUSY` beyond STREAMCHAT_MAX_STREAMS;
         returns a subscription from the stream's first event once it has accepted. `recorder`
-        saves the answer as it grows.
+        saves the answer as it grows; `api` labels its metrics.
         """
-        self._slots.take()  # given back when the generation task ends (see _launch)
+        meter = self._metrics.meter(api, request.model)
         try:
-            return await self._generate(request, fmt, recorder, stream_id, owner, charge)
+            self._take_slot()  # given back when the generation task ends (see _launch)
         except BaseException:
+            self._settle(charge, 0)
+            raise
+        try:
+            return await self._generate(request, fmt, recorder, stream_id, owner, charge, meter)
+        except BaseException as exc:
             self._slots.give_back()
             self._settle(charge, 0)
+            if isinstance(exc, Failure):
+                self._metrics.refused(exc.kind.value)
+            raise
+
+    def _take_slot(self) -> None:
+        try:
+            self._refuse_if_draining()
+            self._slots.take()
+        except Failure as failure:
+            self._metrics.refused(failure.kind.value)
             raise
 
     async def _generate(
@@ -136,6 +171,7 @@ class ChatService:
         stream_id: str | None,
         owner: int | None,
         charge: Charge,
+        meter: StreamMeter | None,
     ) -> Subscription:
         upstream = await self._open(request)
         stream_id = stream_id or uuid.uuid4().hex
@@ -150,9 +186,10 @@ class ChatService:
             # queue place, an HTTP connection).
             await upstream.aclose()
             raise
-        self._launch(
-            Generation(self._hub, stream_id, upstream, fmt, recorder), len(opening), charge
-        )
+        if meter is not None:
+            meter.begin()
+        generation = Generation(self._hub, stream_id, upstream, fmt, recorder, meter)
+        self._launch(generation, len(opening), charge)
         return subscription
 
     async def follow(self, stream_id: str, after: int, owner: int | None) -> Subscription:
@@ -172,11 +209,24 @@ class ChatService:
         if owner is not None and await self._hub.owner(stream_id) != owner:
             raise StreamNotFound(stream_id)
 
+    async def drain(self, grace_seconds: float) -> None:
+        """Take no new chats; give the running generations `grace_seconds` to end, then
+        interrupt the rest and wait for their final events."""
+        self.draining = True
+        tasks = [g.task for g in self._generations.values() if g.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace_seconds)
+        await self.close()
+
+    def _refuse_if_draining(self) -> None:
+        if self.draining:
+            raise Failure(Kind.BUSY, "shutting_down", retry_after=5)
+
     async def close(self) -> None:
         """Interrupt every running generation and wait for their final events."""
         running = list(self._generations.values())
         for generation in running:
-            generation.stop("interrupted")
+            generation.stop("shutdown")
         tasks = [g.task for g in running if g.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=5)

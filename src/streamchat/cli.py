@@ -67,7 +67,7 @@ async def _db_upgrade() -> int:
     from .store import StoreUnavailable, create_engine, migrate
 
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     engine = create_engine(
         settings.database_url,
         schema=settings.database_schema,

@@ -176,6 +176,16 @@ class Settings(BaseSettings):
         100_000, ge=1, description="Events kept per stream in Redis; older ones are trimmed."
     )
 
+    # Operations (DESIGN.md §9).
+    metrics: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
+    log_format: Literal["text", "json"] = Field("text", description="json: one object a line.")
+    shutdown_grace_seconds: float = Field(
+        30.0, ge=0, description="On SIGTERM, how long running streams get to finish."
+    )
+    node_timeout_seconds: float = Field(
+        10.0, gt=0, description="Several nodes: a node silent this long is taken for dead."
+    )
+
     @property
     def loopback_only(self) -> bool:
         """Whether the server listens on a loopback address only."""

@@ -98,6 +98,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "回答被中断: 没有客户端在接收",
         "the answer was interrupted: nobody was listening",
     ),
+    "interrupted_shutdown": (
+        "回答被中断: 服务器正在关闭",
+        "the answer was interrupted: the server is shutting down",
+    ),
+    "shutting_down": ("服务器正在关闭,请稍后再试", "server shutting down, retry later"),
+    "node_lost": (
+        "生成回答的服务器节点已停止,回答被中断",
+        "the server node generating the answer stopped: the answer was interrupted",
+    ),
     "stream_lost": (
         "流服务(Redis)长时间不可达,回答被中断",
         "the stream store (Redis) is out of reach: the answer was interrupted",

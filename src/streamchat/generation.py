@@ -15,6 +15,7 @@ from typing import Protocol
 from . import events
 from .errors import Failure, Kind, Lang
 from .hub import StreamHub
+from .metrics import Ending, StreamMeter
 from .providers.base import Finish, ProviderError, ProviderStream, TextDelta, TokenUsage
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,14 @@ class NativeFormat:
         return [events.end(index, outcome.finish_reason, outcome.usage)]
 
 
+# Why a generation was stopped -> the failure it ends with ("cancelled" ends normally).
+_STOPPED = {
+    "lost": Failure(Kind.STREAM_UNAVAILABLE, "stream_lost"),
+    "shutdown": Failure(Kind.INTERRUPTED, "interrupted_shutdown"),
+    "interrupted": Failure(Kind.INTERRUPTED, "interrupted"),
+}
+
+
 class Generation:
     """One answer being generated: owns the provider stream and writes the hub."""
 
@@ -104,12 +113,14 @@ class Generation:
         upstream: ProviderStream,
         fmt: StreamFormat,
         recorder: Recorder | None = None,
+        meter: StreamMeter | None = None,
     ) -> None:
         self.hub = hub
         self.stream_id = stream_id
         self.upstream = upstream
         self.format = fmt
         self.recorder = recorder
+        self.meter = meter
         self.task: asyncio.Task[None] | None = None
         self.stop_reason: str | None = None
         self.closing = False  # past the provider: no more stopping, the end is being written
@@ -117,7 +128,7 @@ class Generation:
         self.outcome = Outcome(text=[])
 
     def stop(self, reason: str) -> None:
-        """Stop generating: `cancelled` by a user, `interrupted` when abandoned or on shutdown."""
+        """Stop generating: `cancelled` by a user, `interrupted` when abandoned, `shutdown`."""
         if self.task is not None and not self.task.done() and self.stop_reason is None:
             if self.closing:
                 return
@@ -136,10 +147,8 @@ class Generation:
             _uncancel()
             if self.stop_reason == "cancelled":
                 outcome.finish_reason = "cancelled"
-            elif self.stop_reason == "lost":
-                outcome.error = Failure(Kind.STREAM_UNAVAILABLE, "stream_lost")
             else:
-                outcome.error = Failure(Kind.INTERRUPTED, "interrupted")
+                outcome.error = _STOPPED.get(self.stop_reason, _STOPPED["interrupted"])
         except ProviderError as exc:
             log.warning("stream %s: provider failed: %s", self.stream_id, exc.detail)
             outcome.error = exc
@@ -152,6 +161,8 @@ class Generation:
         if self.recorder is not None:
             # Saved first, so a client that sees the end and reloads finds the answer final.
             await self.recorder.finish(outcome)
+        if self.meter is not None:
+            self.meter.ended(_ending(outcome))
         *leading, last = self.format.closing(self.index, outcome)
         for payload in leading:
             self.hub.append(self.stream_id, payload)
@@ -167,18 +178,31 @@ class Generation:
     async def _pump(self, outcome: Outcome) -> None:
         hub, stream_id, delta, index = self.hub, self.stream_id, self.format.delta, self.index
         grew = self.recorder.grew if self.recorder is not None else None
+        meter = self.meter
         async for event in self.upstream:
             if type(event) is TextDelta:
                 outcome.text.append(event.text)
                 hub.append(stream_id, delta(index, event.text))
                 if grew is not None:
                     grew(outcome.text)
+                if meter is not None:
+                    meter.token()
                 index += 1
                 self.index = index
             elif type(event) is TokenUsage:
                 outcome.usage = event
             elif type(event) is Finish:
                 outcome.finish_reason = event.reason
+
+
+def _ending(outcome: Outcome) -> Ending:
+    usage = outcome.usage
+    return Ending(
+        finish_reason=outcome.finish_reason,
+        error_code=None if outcome.error is None else outcome.error.kind.value,
+        prompt_tokens=None if usage is None else usage.prompt_tokens,
+        completion_tokens=None if usage is None else usage.completion_tokens,
+    )
 
 
 def _uncancel() -> None:

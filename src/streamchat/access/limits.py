@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from redis.exceptions import RedisError
 
 from ..errors import Failure, Kind
+from ..metrics import Metrics
 from .ticket import Ticket
 from .windows import OK, REQUESTS, STREAMS, TOKENS, LocalWindows, RedisWindows, Verdict, Windows
 
@@ -73,8 +74,16 @@ FREE = Charge(None, "", Quota())
 class Limiter:
     """Counts and refuses per subject: a key's id, or `uid:N` with auth off."""
 
-    def __init__(self, defaults: Quota, *, redis_url: str = "", key_prefix: str = "") -> None:
+    def __init__(
+        self,
+        defaults: Quota,
+        *,
+        redis_url: str = "",
+        key_prefix: str = "",
+        metrics: Metrics | None = None,
+    ) -> None:
         self._defaults = defaults
+        self._metrics = metrics or Metrics(enabled=False)
         self._windows: Windows = (
             RedisWindows(redis_url, key_prefix) if redis_url else LocalWindows()
         )
@@ -115,6 +124,7 @@ class Limiter:
             return FREE
         _headers(ticket, quota, verdict)
         if verdict.refused != OK:
+            self._metrics.rate_limited()
             limit = quota.limit(verdict.refused)
             raise Failure(
                 Kind.RATE_LIMITED,

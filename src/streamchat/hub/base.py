@@ -121,6 +121,9 @@ class StreamHub(Protocol):
 
     def stopped(self) -> list[str]:
         """The names of background tasks that should be running and are not (for /readyz)."""
+
+    async def ping(self) -> bool:
+        """Whether the hub's backing store answers (Redis), for /readyz."""
         ...
 
     async def close(self) -> None:

@@ -71,6 +71,10 @@ class MemoryHub:
         sweeper = self._sweeper
         return [sweeper.get_name()] if sweeper is not None and sweeper.done() else []
 
+    async def ping(self) -> bool:
+        """Always reachable: it is this process."""
+        return True
+
     async def close(self) -> None:
         """Stop sweeping."""
         if self._sweeper is not None:

@@ -25,6 +25,7 @@ from .base import Hooks, HubUnavailable, StreamNotFound, Subscription
 from .local import LocalSubscription
 from .redis_listener import Listener
 from .redis_mirror import Mirror, RemoteSubscription
+from .redis_nodes import Heartbeat, Orphans
 from .redis_wire import (
     CANCEL,
     FOLLOW,
@@ -52,6 +53,7 @@ class RedisHub:
         outage_seconds: float,
         max_connections: int,
         max_events: int,
+        node_timeout_seconds: float = 10.0,
     ) -> None:
         self.node_id = uuid.uuid4().hex
         self._keys = Keys(key_prefix)
@@ -80,6 +82,28 @@ class RedisHub:
         )
         self._mirrors: dict[str, Mirror] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._heartbeat = Heartbeat(
+            self._client,
+            self._keys,
+            self.node_id,
+            timeout_seconds=node_timeout_seconds,
+            ttl_seconds=ttl_seconds,
+        )
+
+    def watch_orphans(self, orphans: Orphans) -> None:
+        """Who ends the streams of dead nodes that this node follows (redis_nodes.py)."""
+        self._heartbeat.orphans = orphans
+
+    def _writing(self) -> list[str]:
+        """The streams this node writes that have not ended (named in its heartbeat)."""
+        return [sid for sid, owned in self._writer.owned.items() if not owned.local.done]
+
+    async def ping(self) -> bool:
+        """Whether Redis answers now (for /readyz)."""
+        try:
+            return bool(await self._client.ping())
+        except REDIS_ERRORS:
+            return False
 
     async def create(self, stream_id: str, hooks: Hooks, uid: int | None = None) -> None:
         """Create a stream written from this node, owned by `uid`. Raises `HubUnavailable`."""
@@ -160,6 +184,10 @@ class RedisHub:
             asyncio.create_task(self._writer.refresh_forever(), name="redis-refresh"),
             asyncio.create_task(self._listener.run(), name="redis-listener"),
             asyncio.create_task(self._listener.sync_forever(), name="redis-subscriptions"),
+            asyncio.create_task(
+                self._heartbeat.run(self._writing, lambda: list(self._mirrors)),
+                name="redis-heartbeat",
+            ),
         ]
         if not await self._listener.connected(min(5.0, self._outage)):
             log.warning("redis not reachable yet: streams wait for it (up to %gs)", self._outage)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from ..config import Settings
+from ..metrics import Metrics
 from .base import Provider
 from .echo import EchoProvider
 from .local import LocalProvider
 from .openai import OpenAIProvider
 
 
-def build_provider(settings: Settings) -> Provider:
-    """The provider `STREAMCHAT_PROVIDER` names."""
+def build_provider(settings: Settings, metrics: Metrics | None = None) -> Provider:
+    """The provider `STREAMCHAT_PROVIDER` names (the local one reports its queue to `metrics`)."""
     if settings.provider == "local":
-        return LocalProvider(settings)
+        return LocalProvider(settings, metrics)
     if settings.provider == "openai":
         return OpenAIProvider(
             base_url=settings.openai_base_url,

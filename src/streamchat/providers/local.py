@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from ..config import Settings
+from ..metrics import Metrics
 from .base import ChatMessage, GenerateRequest, ProviderError, ProviderEvent, UpstreamUnavailable
 from .engine import Engine
 from .llamacpp import NativeModel, Sampling, check_loadable
@@ -57,7 +58,11 @@ class ModelStream:
         return self._events()
 
     async def _events(self) -> AsyncIterator[ProviderEvent]:
+        first = True
         while (item := await self._queue.get()) is not None:
+            if first:  # it left the queue for a slot: one fewer waiting
+                first = False
+                self._provider.report_queue()
             if isinstance(item, ProviderError):
                 raise item
             yield item
@@ -72,8 +77,9 @@ class LocalProvider:
 
     name = "local"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self._settings = settings
+        self._metrics = metrics or Metrics(enabled=False)
         self._model_name = settings.model_name
         self._threads = settings.local_threads or os.cpu_count() or 1
         self._engine: Engine | None = None
@@ -169,6 +175,7 @@ class LocalProvider:
         )
         self._jobs.add(job)
         self._engine.submit(job)
+        self.report_queue()
         return ModelStream(self, job, queue)
 
     def _check_room(self) -> None:
@@ -187,9 +194,15 @@ class LocalProvider:
             self._jobs.discard(job)
             if self._engine is not None:
                 self._engine.cancel(job)
+            self.report_queue()
+
+    def report_queue(self) -> None:
+        """Tell the metrics how many requests wait for a slot (`num_requests_waiting`)."""
+        self._metrics.set_waiting(self.load()[1])
 
     def _done(self, job: Job) -> None:
         self._jobs.discard(job)
+        self.report_queue()
         if job.admitted_at:
             self._queued += 1
             self._queued_seconds += job.admitted_at - job.queued_at

@@ -6,8 +6,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 
+from ..metrics import Metrics
 from ..schemas import Code, Envelope, Health
 from .deps import ChatDep, HistoryDep
 
@@ -30,13 +37,16 @@ async def healthz() -> Envelope[Health]:
 
 @router.get("/readyz", summary="Readiness", responses={503: {"model": Envelope[Health]}})
 async def readyz(chat: ChatDep, history: HistoryDep) -> JSONResponse:
-    """Ready when the provider can accept a request, the database answers, and every
-    background task other requests rely on (the store's writer, the Redis hub's copying and
-    listening) is running."""
+    """Ready when new chats are accepted (not draining after SIGTERM), the provider can take
+    a request, the database and the stream hub (Redis) answer, and every background task
+    other requests rely on (the store's writer, the Redis hub's copying and listening) is
+    running."""
     stopped = chat.stopped_tasks() + ([] if history.store.writer_alive() else ["store-writer"])
     checks: dict[str, Any] = {
+        "accepting": not chat.draining,  # false from SIGTERM on (server/drain.py)
         "provider": await chat.provider_ready(),
         "database": await history.store.ping(),
+        "streams": await chat.hub_ready(),
         "tasks": not stopped,
     }
     ready = all(checks.values())
@@ -48,6 +58,16 @@ async def readyz(chat: ChatDep, history: HistoryDep) -> JSONResponse:
         code=code, message="" if ready else "not ready", data=health
     )
     return JSONResponse(envelope.model_dump(), status_code=200 if ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition: every worker's metrics together (DESIGN.md §9)."""
+    observer: Metrics = request.app.state.metrics
+    if not observer.enabled:
+        return PlainTextResponse("metrics are off (STREAMCHAT_METRICS=false)\n", status_code=404)
+    body, content_type = observer.render()
+    return Response(body, media_type=content_type)
 
 
 @router.get("/swagger", include_in_schema=False)

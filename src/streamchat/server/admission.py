@@ -64,3 +64,14 @@ def _with_headers(send: Send, ticket: Ticket) -> Send:
         await send(message)
 
     return send_with_headers
+
+
+def who_asked(scope: Scope) -> tuple[str, str]:
+    """The uid and key prefix the gates found for a request, for its access line; "-" for
+    what is unknown (auth off, an open route, a request refused before identity)."""
+    ticket = scope.get("state", {}).get("ticket")
+    principal = ticket.principal if isinstance(ticket, Ticket) else None
+    if principal is None:
+        return "-", "-"
+    uid = "-" if principal.uid is None else str(principal.uid)
+    return uid, principal.key_prefix or "-"

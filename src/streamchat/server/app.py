@@ -23,16 +23,19 @@ from ..config import Settings
 from ..history import History
 from ..hub import MemoryHub, RedisHub, StreamHub
 from ..logs import TraceMiddleware
+from ..metrics import Metrics
 from ..openai.protocol import ChatCompletionChunk, ChatCompletionRequest
+from ..orphans import OrphanedAnswers
 from ..providers import build_provider
 from ..routes import chat, conversations, openai, system, web
 from ..schemas import ChatRequest, StreamEvent
 from ..store import Store, create_engine
 from ..store.keys import KeyStore
 from . import handlers, routetable
-from .admission import Admission, Gate
+from .admission import Admission, Gate, who_asked
 from .bodylimit import BodyLimit
 from .direct import DirectRoute, DirectRoutes
+from .drain import Drain
 
 log = logging.getLogger("streamchat")
 
@@ -40,7 +43,8 @@ log = logging.getLogger("streamchat")
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for `settings` (from the environment when not given)."""
     settings = settings or Settings()
-    provider = build_provider(settings)
+    metrics = Metrics(enabled=settings.metrics)
+    provider = build_provider(settings, metrics)
     hub = build_hub(settings)
     store = Store(
         create_engine(
@@ -49,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             timeout=settings.database_timeout_seconds,
         ),
         progress_seconds=settings.history_save_seconds,
+        metrics=metrics,
     )
     keys = KeyStore(store.engine)
     history = History(store, settings)
@@ -60,14 +65,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         redis_url=settings.redis_url,
         key_prefix=settings.redis_key_prefix,
+        metrics=metrics,
     )
-    service = ChatService(settings, provider, hub, history)
+    service = ChatService(settings, provider, hub, history, metrics)
+    if isinstance(hub, RedisHub):
+        hub.watch_orphans(OrphanedAnswers(store))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.start(run_migrations=settings.database_migrate)
         await hub.start()
         await provider.start()
+        Drain(service, settings.shutdown_grace_seconds).install()
         _log_start(app, settings)
         try:
             yield
@@ -91,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.chat = service
     app.state.history = history
     app.state.limiter = limiter
+    app.state.metrics = metrics
     handlers.install(app)
     # The last added is the outermost: TraceMiddleware, then the admission seam, the body
     # bound, DirectRoutes (when on), then FastAPI's router.
@@ -112,7 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Accept-Language", "Last-Event-ID"],
             expose_headers=["Trace-Id", "Retry-After"],
         )
-    app.add_middleware(TraceMiddleware)
+    app.add_middleware(TraceMiddleware, who=who_asked)
     app.include_router(chat.router)
     app.include_router(conversations.router)
     app.include_router(openai.router)
@@ -146,6 +156,7 @@ def build_hub(settings: Settings) -> StreamHub:
             outage_seconds=settings.redis_outage_seconds,
             max_connections=settings.redis_max_connections,
             max_events=settings.redis_stream_max_events,
+            node_timeout_seconds=settings.node_timeout_seconds,
         )
     return MemoryHub(
         ttl_seconds=settings.stream_ttl_seconds, retain_bytes=settings.stream_retain_bytes

@@ -6,7 +6,10 @@ import contextlib
 import logging
 import os
 import resource
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ..config import Settings
@@ -31,9 +34,9 @@ _STARTUP_FAILURE = 3
 def serve(host: str | None, port: int | None, workers: int) -> int:
     """Run the HTTP server (`workers` processes sharing the port); the exit code."""
     import uvicorn
-    from uvicorn.supervisors import Multiprocess
 
     from .headlimit import BoundedHttpToolsProtocol
+    from .workers import Workers
 
     # The command line overrides the environment; workers build their settings from it.
     if host is not None:
@@ -41,7 +44,7 @@ def serve(host: str | None, port: int | None, workers: int) -> int:
     if port is not None:
         os.environ["STREAMCHAT_PORT"] = str(port)
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if settings.provider == "local" and not _prepare_local_model(settings):
         return 2
     if workers > 1 and not settings.redis_url:
@@ -79,7 +82,8 @@ def serve(host: str | None, port: int | None, workers: int) -> int:
     server = uvicorn.Server(config)
     try:
         if workers > 1:
-            Multiprocess(config, sockets=sockets).run()
+            with _shared_metrics(settings.metrics) as shared:
+                Workers(config, sockets=sockets, metrics_dir=shared).run()
             return 0
         server.run(sockets=sockets)
     except KeyboardInterrupt:  # as uvicorn.run: a second Ctrl+C during shutdown
@@ -88,6 +92,25 @@ def serve(host: str | None, port: int | None, workers: int) -> int:
         for sock in sockets:
             sock.close()
     return 0 if server.started else _STARTUP_FAILURE
+
+
+@contextlib.contextmanager
+def _shared_metrics(enabled: bool) -> Iterator[str | None]:
+    """A fresh directory where the workers' prometheus_client keeps its values, so that any
+    worker's /metrics adds up all of them; removed at exit.
+
+    Set in the environment, the one setting not passed down as `Settings`: prometheus_client
+    reads it itself, at import, in each worker process.
+    """
+    if not enabled:
+        yield None
+        return
+    directory = tempfile.mkdtemp(prefix="streamchat-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _prepare_local_model(settings: Settings) -> bool:
@@ -120,7 +143,7 @@ def worker_app() -> FastAPI:
     from .gc_tuning import tune_for_serving
 
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     tune_for_serving()
     return app

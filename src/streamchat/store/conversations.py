@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, Row, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ..metrics import Metrics
 from ..schemas import ConversationOut, MessageOut, MessageStatus, Usage
 from .engine import guarded, migrate, sqlite_writer, writer
 from .tables import conversations, messages
@@ -41,13 +42,15 @@ def _new_id() -> str:
 class Store:
     """Conversations and messages. Every method raises `StoreUnavailable` on database failure."""
 
-    def __init__(self, engine: AsyncEngine, *, progress_seconds: float = 1.0) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, progress_seconds: float = 1.0, metrics: Metrics | None = None
+    ) -> None:
         self.engine = engine
         self._writer = writer(engine)
         sync = sqlite_writer(engine)
         self._thread = WriterThread(sync) if sync is not None else None
         self._writes = GroupWriter(
-            self._writer, progress_seconds=progress_seconds, thread=self._thread
+            self._writer, progress_seconds=progress_seconds, thread=self._thread, metrics=metrics
         )
 
     def sync_engines(self) -> list[Engine]:

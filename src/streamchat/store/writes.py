@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine, Text, bindparam, func, insert, or_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..metrics import Metrics
 from .engine import StoreUnavailable, guarded, values_at_fault
 from .tables import conversations, messages
 
@@ -134,9 +136,15 @@ class GroupWriter:
     """Queues the chat path's writes and commits them a round at a time, from one task."""
 
     def __init__(
-        self, engine: AsyncEngine, *, progress_seconds: float, thread: WriterThread | None = None
+        self,
+        engine: AsyncEngine,
+        *,
+        progress_seconds: float,
+        thread: WriterThread | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
-        self._engine = engine  # a writer (BEGIN IMMEDIATE on SQLite)
+        self._engine = engine
+        self._metrics = metrics or Metrics(enabled=False)  # a writer (BEGIN IMMEDIATE on SQLite)
         self._thread = thread  # SQLite: rounds are written there instead
         self._progress_seconds = progress_seconds
         self._next = Round()
@@ -236,9 +244,11 @@ class GroupWriter:
         waiting = batch.waiting()
         # The texts are read here, on the event loop, whichever thread writes them.
         batch.progress = {key: _text(answer) for key, answer in batch.progress.items()}
+        started = time.perf_counter()
         try:
             async with guarded():
                 refused = await self._write(batch, now())
+            self._metrics.store_round(time.perf_counter() - started)
         except Exception as exc:
             if values_at_fault(exc) and len(waiting) > 1:
                 # Write each alone, so that only the one at fault fails.
