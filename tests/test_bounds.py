@@ -309,3 +309,26 @@ async def test_a_line_break_in_the_path_cannot_forge_a_log_line(
     assert "\\x0d\\x0aFORGED" in line
     assert "\\u2028x\\x00" in line
     assert not any(text.startswith("FORGED") for text in server.log().splitlines())
+
+
+async def test_a_header_that_never_ends_is_431_and_not_kept(server: ServerProcess) -> None:
+    # httptools holds an unfinished header back from its callbacks: it is counted as it
+    # arrives, not only when complete.
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Endless: ")
+        status_line = b""
+        for _ in range(64):  # 64 x 4 KiB, far past the bound, never a CRLF
+            writer.write(b"a" * 4096)
+            await writer.drain()
+            try:
+                status_line = await asyncio.wait_for(reader.readline(), 0.05)
+            except TimeoutError:
+                continue
+            if status_line:
+                break
+        assert status_line.split()[1:2] == [b"431"], status_line
+    finally:
+        writer.close()
+    status, body = await raw_exchange(server, b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert (status, body) == (200, b"Hello World!")

@@ -42,11 +42,32 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_limit = self.config.h11_max_incomplete_event_size or DEFAULT_HEAD_BYTES
         self._head_bytes = 0
         self._head_refused = False
+        # Bytes received while a head is incomplete: httptools keeps a header it has not
+        # seen the end of to itself (no callback yet), so counting callbacks alone would let
+        # one endless header line grow without bound.
+        self._in_head = False
+        self._raw_head = 0
 
     def on_message_begin(self) -> None:
         """A new request: its head is counted from zero."""
         super().on_message_begin()
         self._head_bytes = 0
+        self._in_head = True
+        self._raw_head = 0
+
+    def on_headers_complete(self) -> None:
+        """The head is whole: what follows is the body."""
+        self._in_head = False
+        super().on_headers_complete()
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the parser, then refuse a head still incomplete past the bound."""
+        super().data_received(data)
+        if self._in_head and not self._head_refused:
+            self._raw_head += len(data)
+            if self._raw_head > self._head_limit:
+                self._head_refused = True
+                self._send_431()
 
     def on_url(self, url: bytes) -> None:
         """Count the target, then keep it as uvicorn does."""
