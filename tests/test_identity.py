@@ -24,7 +24,7 @@ from streamchat.server.routetable import rows
 
 from .conftest import StartServer
 from .dbs import Databases, DatabaseSettings, row_counts
-from .keyring import Keys, bearer, make_keys
+from .keyring import Keys, bearer, create_key, make_keys, streamchat
 from .servers import ServerProcess
 from .sseclient import FrameReader, take_events
 
@@ -166,6 +166,9 @@ async def test_a_service_key_acts_for_the_uid_each_request_names(
             assert [c["uid"] for c in items] == [uid]
     async with http.get(server.url + "/api/conversations", headers=bearer(keys.service)) as none:
         assert (none.status, (await none.json())["code"]) == (400, 51)
+    # Following or cancelling, too, a service key names the user it acts for.
+    async with http.get(server.url + "/api/chat/streams/x1", headers=bearer(keys.service)) as r:
+        assert (r.status, (await r.json())["code"]) == (400, 51)
 
 
 async def test_refused_requests_write_nothing(http: aiohttp.ClientSession, keyed: Keyed) -> None:
@@ -176,6 +179,16 @@ async def test_refused_requests_write_nothing(http: aiohttp.ClientSession, keyed
         async with http.post(server.url + "/api/chat", json=body, headers=headers) as response:
             assert response.status in (401, 403)
     assert await row_counts(db) == before
+    # Not even the key's last use: a key refused for another uid stays unused.
+    fresh = await create_key(db, 9)
+    async with http.post(
+        server.url + "/api/chat", json={"uid": 10, "message": "x"}, headers=bearer(fresh)
+    ) as refused:
+        assert refused.status == 403
+    code, out, _ = await streamchat(db, "keys", "list")
+    assert code == 0
+    row = next(line for line in out.splitlines() if line.split()[1] == fresh[:11] + "…")
+    assert row.split()[-2:] == ["-", "-"], row  # LAST USED and REVOKED
 
 
 async def test_the_openai_client_works_with_a_key_and_refuses_without(

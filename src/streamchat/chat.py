@@ -77,9 +77,6 @@ class ChatService:
     async def _start(
         self, request: ChatRequest, uid: int, lang: Lang, charge: Charge
     ) -> Subscription:
-        if self.draining:  # refused before the turn is written: a refusal writes nothing
-            self._metrics.refused(Kind.BUSY.value)
-            self._refuse_if_draining()
         model = self.resolve_model(request.model)
         if len(request.message) > self._settings.max_message_chars:
             raise Failure(Kind.TOO_LONG, "message_too_long", limit=self._settings.max_message_chars)
@@ -189,7 +186,7 @@ class ChatService:
         if meter is not None:
             meter.begin()
         generation = Generation(self._hub, stream_id, upstream, fmt, recorder, meter)
-        self._launch(generation, len(opening), charge)
+        self._launch(generation, len(opening), charge, _prompt_estimate(request))
         return subscription
 
     async def follow(self, stream_id: str, after: int, owner: int | None) -> Subscription:
@@ -230,6 +227,10 @@ class ChatService:
         tasks = [g.task for g in running if g.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=5)
+        # Their usage is being counted (settled charges free shared open-stream places):
+        # let that finish before the limiter's connections close.
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=2)
 
     def resolve_model(self, requested: str | None) -> str:
         """The model to use: the provider's default, or a requested one it serves."""
@@ -247,7 +248,9 @@ class ChatService:
             log.warning("provider refused the request: %s", exc.detail)
             raise
 
-    def _launch(self, generation: Generation, first_index: int, charge: Charge) -> None:
+    def _launch(
+        self, generation: Generation, first_index: int, charge: Charge, prompt_estimate: int
+    ) -> None:
         stream_id = generation.stream_id
         generation.task = asyncio.create_task(
             generation.run(first_index), name=f"generation-{stream_id}"
@@ -257,7 +260,7 @@ class ChatService:
         generation.task.add_done_callback(self._slots.give_back)
         if charge.limiter is not None:
             generation.task.add_done_callback(
-                lambda _: self._settle(charge, generation.tokens_used())
+                lambda _: self._settle(charge, generation.tokens_used(prompt_estimate))
             )
 
     def _settle(self, charge: Charge, tokens: int) -> None:
@@ -304,3 +307,8 @@ class ChatService:
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("a request's usage was not counted: %s", task.exception())
+
+
+def _prompt_estimate(request: GenerateRequest) -> int:
+    """A prompt's tokens, roughly (four characters a token), for when no usage comes."""
+    return sum(len(message.content) for message in request.messages) // 4 + 1

@@ -168,12 +168,14 @@ class Generation:
             self.hub.append(self.stream_id, payload)
         self.hub.append(self.stream_id, last, last=True)
 
-    def tokens_used(self) -> int:
-        """The tokens this answer cost: the provider's count, or its pieces if none came."""
+    def tokens_used(self, prompt_estimate: int) -> int:
+        """The tokens this answer cost: the provider's count; without one (cancelled, cut
+        off, failed before its usage came), `prompt_estimate` and a token a piece, so that
+        stopping an answer early does not make its prompt free."""
         usage = self.outcome.usage
         if usage is not None:
             return usage.prompt_tokens + usage.completion_tokens
-        return len(self.outcome.text)
+        return prompt_estimate + len(self.outcome.text)
 
     async def _pump(self, outcome: Outcome) -> None:
         hub, stream_id, delta, index = self.hub, self.stream_id, self.format.delta, self.index

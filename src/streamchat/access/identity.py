@@ -15,6 +15,7 @@ import logging
 import time
 from collections import OrderedDict
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from starlette.datastructures import Headers
 from starlette.types import Scope
@@ -25,11 +26,14 @@ from .keys import display_prefix, key_hash, looks_like_a_key
 from .ticket import Principal, Ticket
 
 log = logging.getLogger(__name__)
+_V = TypeVar("_V")
 
 # How often a key's `last_used_at` is written, at most: a busy key is not a write per request.
 TOUCH_SECONDS = 60.0
-# Keys remembered at once (valid and not): bounds the memory a flood of made-up keys takes.
+# Keys remembered at once. Keys that do not exist are remembered apart, in fewer places, so
+# that a flood of made-up keys can neither grow the memory nor push the real keys out.
 CACHE_ENTRIES = 10_000
+MISSES_REMEMBERED = 1_000
 
 
 class KeyCache:
@@ -38,20 +42,32 @@ class KeyCache:
     def __init__(self, store: KeyStore, ttl_seconds: float) -> None:
         self._store = store
         self._ttl = ttl_seconds
-        self._entries: OrderedDict[str, tuple[float, KeyRecord | None]] = OrderedDict()
+        self._found: OrderedDict[str, tuple[float, KeyRecord]] = OrderedDict()
+        self._missing: OrderedDict[str, float] = OrderedDict()
 
     async def find(self, digest: str) -> KeyRecord | None:
         """The key with this hash (revoked or not), from memory if looked up recently."""
         now = time.monotonic()
-        entry = self._entries.get(digest)
-        if entry is not None and entry[0] > now:
-            return entry[1]
+        found = self._found.get(digest)
+        if found is not None and found[0] > now:
+            self._found.move_to_end(digest)  # least recently used goes first
+            return found[1]
+        missing = self._missing.get(digest)
+        if missing is not None and missing > now:
+            return None
         record = await self._store.find(digest)
-        self._entries[digest] = (now + self._ttl, record)
-        self._entries.move_to_end(digest)
-        while len(self._entries) > CACHE_ENTRIES:
-            self._entries.popitem(last=False)
+        if record is None:
+            _remember(self._missing, digest, now + self._ttl, MISSES_REMEMBERED)
+        else:
+            _remember(self._found, digest, (now + self._ttl, record), CACHE_ENTRIES)
         return record
+
+
+def _remember(entries: OrderedDict[str, _V], key: str, value: _V, most: int) -> None:
+    entries[key] = value
+    entries.move_to_end(key)
+    while len(entries) > most:
+        entries.popitem(last=False)
 
 
 class IdentityGate:
@@ -80,7 +96,9 @@ class IdentityGate:
             key_prefix=record.prefix,
             limits=record.limits,
         )
-        self._touch(record.id)
+        # Written once the response shows the request was served: a refused one (403, 429,
+        # 413, …) writes nothing, not even this.
+        ticket.on_response.append(lambda status: self._touch(record.id) if status < 400 else None)
 
     def _touch(self, key_id: int) -> None:
         now = time.monotonic()
@@ -122,9 +140,9 @@ def acting_uid(ticket: Ticket, requested: int | None) -> int:
 
 
 def owner_filter(ticket: Ticket, requested: int | None) -> int | None:
-    """Whose streams a request may follow or cancel: a user key's uid; the uid a service
-    key or an unauthenticated request names; None (anyone's) when neither names one."""
-    principal = ticket.principal
-    if principal is None or principal.kind == "service":
+    """Whose streams a request may follow or cancel: a key's uid as `acting_uid` says (a
+    service key must name one); with auth off, the uid the request names, or None (anyone's,
+    as in the seed) when it names none."""
+    if ticket.principal is None:
         return requested
     return acting_uid(ticket, requested)

@@ -7,9 +7,10 @@ keeps it in the ASGI scope's state, where `ticket_of` finds it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Literal
 
 from starlette.types import Scope
 
@@ -51,7 +52,8 @@ class Ticket:
     api: Api | None
     principal: Principal | None = None
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    notes: dict[str, Any] = field(default_factory=dict)
+    on_response: list[Callable[[int], None]] = field(default_factory=list)
+    """Called with the response's status as it starts (a key's last use: only if it served)."""
 
 
 def api_of(path: str) -> Api | None:
@@ -62,6 +64,14 @@ def api_of(path: str) -> Api | None:
     if path.startswith(NATIVE_PREFIX + "/"):
         return Api.NATIVE
     return None
+
+
+def route_path(scope: Scope) -> str:
+    """The path the router matches: the request's, without the root path it is mounted at
+    (as Starlette's routing strips it), so a `--root-path` cannot move an API out of view."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def ticket_of(scope: Scope) -> Ticket:

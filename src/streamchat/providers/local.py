@@ -173,8 +173,8 @@ class LocalProvider:
             stop=list(request.stop),
             emit=emit,
         )
+        self._engine.submit(job)  # may raise while the model closes: then the job is not ours
         self._jobs.add(job)
-        self._engine.submit(job)
         self.report_queue()
         return ModelStream(self, job, queue)
 

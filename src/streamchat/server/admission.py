@@ -3,11 +3,15 @@
 It sits inside TraceMiddleware and outside DirectRoutes and FastAPI's router, so the two
 routes DirectRoutes serves, FastAPI's routes, the mounted assets and unknown paths all go
 through it alike. For each request it makes a `Ticket` (access/ticket.py) and runs the
-gates in order: identity, limits, metrics. A gate fills the ticket in, or refuses the
-request by raising a `Failure`, which is answered here through the same handler as a
-route's (server/handlers.py), so a refusal has the same status, envelope and headers
-whichever way the route would have been served. Headers the gates add to the ticket go out
-with the response's first bytes.
+gates in order (today: identity, or the guards of auth off). A gate fills the ticket in,
+or refuses the request by raising a `Failure`, which is answered here through the same
+handler as a route's (server/handlers.py), so a refusal has the same status, envelope and
+headers whichever way the route would have been served. Headers the gates add to the
+ticket go out with the response's first bytes.
+
+Checks that need the parsed body (the rate limits, which count per uid with auth off) run
+in the two chat endpoints, which both ways of serving call; metrics are reported by the
+service.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Protocol
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..access.ticket import Ticket, api_of
+from ..access.ticket import Ticket, api_of, route_path
 from ..errors import Failure
 from . import handlers
 
@@ -40,9 +44,14 @@ class Admission:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            # No websocket route exists; one under the APIs would escape the gates.
+            if scope["type"] == "websocket" and api_of(route_path(scope)) is not None:
+                await send({"type": "websocket.close", "code": 1008})
+                return
             await self.app(scope, receive, send)
             return
-        path = scope["path"]
+        # The path the router matches (without any root path), so both agree on the API.
+        path = route_path(scope)
         ticket = Ticket(method=scope["method"], path=path, api=api_of(path))
         scope.setdefault("state", {})["ticket"] = ticket
         try:
@@ -59,8 +68,11 @@ def _with_headers(send: Send, ticket: Ticket) -> Send:
     """`send` that adds the ticket's headers to the response's start (none: `send` itself)."""
 
     async def send_with_headers(message: Message) -> None:
-        if message["type"] == "http.response.start" and ticket.headers:
-            message["headers"] = [*message.get("headers", ()), *ticket.headers]
+        if message["type"] == "http.response.start":
+            if ticket.headers:
+                message["headers"] = [*message.get("headers", ()), *ticket.headers]
+            for call in ticket.on_response:
+                call(message["status"])
         await send(message)
 
     return send_with_headers
