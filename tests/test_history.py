@@ -317,7 +317,13 @@ async def test_postgres_unreachable_is_503_then_recovers(
             assert (status, body["code"]) == (503, 52)
             status, body = await get(http, f"{server.url}/readyz")
             assert (status, body["code"]) == (503, 52)
-            assert body["data"]["checks"] == {"provider": True, "database": False, "tasks": True}
+            assert body["data"]["checks"] == {
+                "accepting": True,
+                "provider": True,
+                "database": False,
+                "streams": True,
+                "tasks": True,
+            }
             assert upstream.records == []
             await proxy.restore()
             assert await probe(http, server, 33) == (200, 0)
