@@ -82,7 +82,9 @@ async def test_client_that_stops_reading_is_dropped_and_its_generation_ends(
         record = await upstream.next_record()
         assert server_owned_connections(server.port, client_port) == ["01"]  # established
         # The send deadline is 1 s; the upstream is closed when the last follower leaves.
-        await asyncio.wait_for(record.closed.wait(), timeout=15)
+        # The wait is generous (a loaded machine, 4 KB tokens saved as the answer grows):
+        # what shows the drop is that the upstream was closed before its last token.
+        await asyncio.wait_for(record.closed.wait(), timeout=40)
         assert len(record.token_times) < len(FLOOD.tokens)
         await wait_until_dropped(server, client_port, seconds=5)
         assert "did not read" in server.log()
