@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 from dataclasses import dataclass
 
 from .dbs import DatabaseSettings
+from .test_cli import run_streamchat
 
 
 async def streamchat(db: DatabaseSettings, *args: str) -> tuple[int, str, str]:
     """`python -m streamchat …` on the database of `db`: exit code, stdout, stderr."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMCHAT_")}
     env.update({f"STREAMCHAT_{k.upper()}": v for k, v in db.items()})
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "streamchat",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_streamchat(*args, env=env)
 
 
 async def create_key(db: DatabaseSettings, uid: int, *extra: str) -> str:
