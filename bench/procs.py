@@ -116,27 +116,86 @@ class _Process:
         self.stop()
 
 
-class Upstream(_Process):
-    """The fake OpenAI-compatible upstream (bench/cmd/upstream) on a free loopback port."""
+class _GoTool(_Process):
+    """One of the Go tools of bench/cmd: started with `command`, ready once it prints
+    `listening <base URL>`."""
 
     grace = 2.0
+    what = "a Go tool"
 
-    def __init__(self, *, tokens: int, delay_ms: float, cpus: str) -> None:
-        command = [str(BIN / "upstream"), "-tokens", str(tokens), "-delay", f"{delay_ms}ms"]
+    def _start(self, command: list[str], cpus: str) -> str:
         self.proc = subprocess.Popen(pinned(command, cpus), stdout=subprocess.PIPE)
         assert self.proc.stdout is not None
         first = self.proc.stdout.readline().decode()
         if not first.startswith("listening "):
             self.stop()
-            raise BenchError(f"the fake upstream did not start: {first!r}")
-        self.base_url = first.split()[1]
+            raise BenchError(f"{self.what} did not start: {first!r}")
+        return first.split()[1]
+
+
+class Upstream(_GoTool):
+    """The fake OpenAI-compatible upstream (bench/cmd/upstream) on a free loopback port."""
+
+    what = "the fake upstream"
+
+    def __init__(self, *, tokens: int, delay_ms: float, cpus: str) -> None:
+        command = [str(BIN / "upstream"), "-tokens", str(tokens), "-delay", f"{delay_ms}ms"]
+        self.base_url = self._start(command, cpus)
+
+
+class Gateway(_GoTool):
+    """The compiled reference (bench/cmd/gateway): Go's net/http forwarding to `upstream`."""
+
+    what = "the Go gateway"
+
+    def __init__(self, *, upstream: Upstream, cpus: str) -> None:
+        target = upstream.base_url + "/v1/chat/completions"
+        self.url = self._start([str(BIN / "gateway"), "-upstream", target], cpus)
+
+
+class Redis(_Process):
+    """A private redis-server on a free loopback port, keeping nothing on disk."""
+
+    grace = 2.0
+
+    def __init__(self, *, cpus: str) -> None:
+        server = shutil.which("redis-server")
+        if server is None:
+            raise BenchError("the redis scenario needs redis-server (Debian: redis-server)")
+        port = free_port()
+        self.url = f"redis://127.0.0.1:{port}/0"
+        command = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        command += ["--appendonly", "no", "--logfile", ""]
+        self.proc = subprocess.Popen(pinned(command, cpus), stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise BenchError("redis-server did not start")
 
 
 class Server(_Process):
-    """`streamchat serve` in front of `upstream`, on a free port, in a scratch directory."""
+    """`streamchat serve` in front of `upstream`, on a free port, in a scratch directory.
+
+    With `redis_url` it is a node of a cluster: the Redis hub, and the database of `share_db`
+    (another node's scratch database) when given."""
 
     def __init__(
-        self, *, upstream: Upstream, port: int, workers: int, cpus: str, auth: bool = True
+        self,
+        *,
+        upstream: Upstream,
+        port: int,
+        workers: int,
+        cpus: str,
+        auth: bool = True,
+        redis_url: str = "",
+        share_db: Server | None = None,
     ) -> None:
         self.scratch = tempfile.TemporaryDirectory(prefix="streamchat-bench-")
         self.url = f"http://127.0.0.1:{port}"
@@ -144,20 +203,24 @@ class Server(_Process):
         # The user's own STREAMCHAT_ settings (and .env, since the server runs in the scratch
         # directory) are left out, so that every run measures the same configuration.
         env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMCHAT_")}
+        db = share_db.db_path if share_db else Path(self.scratch.name) / "bench.db"
+        self.db_path: Path = db
         env.update(
             STREAMCHAT_HOST="127.0.0.1",
             STREAMCHAT_PORT=str(port),
             STREAMCHAT_PROVIDER="openai",
             STREAMCHAT_OPENAI_BASE_URL=upstream.base_url + "/v1",
             STREAMCHAT_MODEL="bench-model",
-            STREAMCHAT_DATABASE_URL=f"sqlite+aiosqlite:///{self.scratch.name}/bench.db",
+            STREAMCHAT_DATABASE_URL=f"sqlite+aiosqlite:///{db}",
             STREAMCHAT_AUTH="keys" if auth else "off",
             # BENCH_METRICS=false measures the server with its metrics off (issue 16).
             STREAMCHAT_METRICS=os.environ.get("BENCH_METRICS", "true"),
         )
+        if redis_url:
+            env["STREAMCHAT_REDIS_URL"] = redis_url
         # With keys, every request carries a service key's (it acts for the body's uid).
-        self.headers: dict[str, str] = {}
-        if auth:
+        self.headers: dict[str, str] = dict(share_db.headers) if share_db else {}
+        if auth and not share_db:
             key = _create_key(env)
             self.headers = {"Authorization": f"Bearer {key}"}
         command = [sys.executable, "-m", "streamchat", "serve", "--workers", str(workers)]

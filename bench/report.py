@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .scenarios import DIRECT, Scenario
+from .scenarios import DIRECT, GO, Scenario
 
 TPS = "tokens_per_s"
 Run = dict[str, Any]
@@ -63,7 +63,12 @@ class _Rows:
         self.rows: list[Check] = []
         direct = runs.get(DIRECT.key)
         self.direct = direct
-        self.gateways = [t.key for t in scenario.targets if t.key != DIRECT.key and runs.get(t.key)]
+        # streamchat's targets: the ones judged. The direct upstream and the Go passthrough
+        # are the references they are measured against, in the same run.
+        references = (DIRECT.key, GO.key)
+        self.gateways = [
+            t.key for t in scenario.targets if t.key not in references and runs.get(t.key)
+        ]
 
     def add(
         self,
@@ -98,8 +103,41 @@ class _Rows:
 
     def ratio_to_direct(self, path: str) -> Callable[[float], float]:
         """Divide by the direct upstream's figure (NaN without one)."""
-        base = value(self.direct, path) if self.direct else float("nan")
+        return self.ratio_to(DIRECT.key, path)
+
+    def ratio_to(self, key: str, path: str) -> Callable[[float], float]:
+        """Divide by target `key`'s figure in this run (NaN without one)."""
+        run = self.runs.get(key)
+        base = value(run, path) if run else float("nan")
         return lambda x: x / base if base else float("nan")
+
+    def per_target(
+        self,
+        metric: str,
+        get: Callable[[Run], float],
+        show: Callable[[float], str],
+        derive: Callable[[float], float],
+        unit: str,
+        most: dict[str, float],
+        gateways_only: bool = False,
+    ) -> None:
+        """A row judged against a limit of each streamchat target's own (`most`, by key)."""
+        self.add(metric, get, show, gateways_only=gateways_only)
+        row = self.rows[-1]
+        judged = [
+            (key, derive(get(run)))
+            for key in self.gateways
+            if key in most and (run := self.runs[key]) is not None
+        ]
+        limits = " / ".join(f"≤ {most[key]:g}{unit}" for key, _ in judged)
+        self.rows[-1] = Check(
+            row.scenario,
+            metric,
+            row.cells,
+            " / ".join(f"{x:.2f}{unit}" for _, x in judged),
+            limits or "—",
+            all(x <= most[key] for key, x in judged) if judged else None,
+        )
 
     def added_to_direct(self, path: str) -> Callable[[float], float]:
         """Subtract the direct upstream's figure."""
@@ -192,27 +230,85 @@ def _cpu_per_token(run: Run) -> float:
     return value(run, "server.cpu_us_per_token")
 
 
+# Issue 18: CPU per token against the Go passthrough's, /v1 at par, /api/chat (which saves
+# the conversation) within 1.2x.
+CPU_OF_GO = {"openai": 1.0, "api": 1.2}
+
+
 def _burst(r: _Rows) -> None:
     r.share(r.ratio_to_direct(TPS), "direct", 2)
-    r.at_most("gateway CPU µs/token", _cpu_per_token, "µs", 15, gateways_only=True)
+    r.per_target(
+        "gateway CPU µs/token",
+        _cpu_per_token,
+        lambda x: f"{x:.1f}",
+        r.ratio_to(GO.key, "server.cpu_us_per_token"),
+        "× Go",
+        CPU_OF_GO,
+        gateways_only=True,
+    )
 
 
 def _single(r: _Rows) -> None:
     r.added("TTFT p50 ms", "ttft.p50_ms", 0.5, 2)
 
 
+def _no_more_cut_than_direct(r: _Rows) -> None:
+    """Streams cut by the run's end before their first token: none beyond the direct's."""
+    base = _cut_waiting(r.direct) if r.direct else float("nan")
+    r.add(
+        "streams cut before their 1st token",
+        _cut_waiting,
+        lambda x: f"{x:.0f}",
+        derive=lambda x: x - base,
+        result=lambda x: f"{x:+.0f} vs direct",
+        target="≤ direct's",
+        ok=lambda x: x <= 0,
+    )
+
+
 def _many(r: _Rows) -> None:
     r.share(r.ratio_to_direct(TPS), "direct", 3, least=0.95)
     r.added("gap p99 ms", "gap.p99_ms", 50, 1)
     r.none("streams failed before 1st token", "errors.failed_before_first_token")
+    _no_more_cut_than_direct(r)
+
+
+def _idle_mb(run: Run) -> float:
+    return value(run, "server.rss_idle_kb") / 1024
 
 
 def _overload(r: _Rows) -> None:
     r.share(r.ratio_to_direct(TPS), "direct", 2)
-    r.at_most("TTFT p99 ms", lambda x: value(x, "ttft.p99_ms"), "ms", 2000, show=ms)
+    p99 = "ttft.p99_ms"
+    r.add(
+        "TTFT p99 ms",
+        lambda x: value(x, p99),
+        ms,
+        derive=r.ratio_to_direct(p99),
+        result=lambda x: f"{x:.2f}× direct",
+        target="≤ 1.3×",
+        ok=lambda x: x <= 1.3,
+    )
     # Their wait so far is in the TTFT figures above, as a lower bound.
     r.add("streams cut before their 1st token", _cut_waiting, lambda x: f"{x:.0f}")
-    r.at_most("memory KB per open stream", _memory_kb(r.scenario.concurrency), "KB", 100)
+    r.at_most("memory KB per open stream", _memory_kb(r.scenario.concurrency), "KB", 64)
+    r.at_most("idle RSS MB (before the load)", _idle_mb, "MB", 80, gateways_only=True)
+
+
+def _followed(run: Run) -> float:
+    follow = run.get("follow")
+    return float(follow["of_requesters"]) if follow else float("nan")
+
+
+def _redis(r: _Rows) -> None:
+    r.share(r.ratio_to_direct(TPS), "direct", 3, least=0.95)
+    r.add(
+        "followers' tokens / requesters'",
+        _followed,
+        lambda x: "—" if x != x else f"{x:.3f}",
+        target="report",
+    )
+    r.at_most("gateway CPU µs/token", _cpu_per_token, "µs", None, gateways_only=True)
 
 
 def _workers(r: _Rows) -> None:
@@ -245,6 +341,7 @@ _SCENARIO_ROWS: dict[str, Callable[[_Rows], None]] = {
     "single": _single,
     "many": _many,
     "overload": _overload,
+    "redis": _redis,
     "workers": _workers,
     "embedded": _embedded,
 }

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import embedded
-from .procs import Server, Upstream, free_port, post_stream, run_loadgen
+from .procs import Gateway, Redis, Server, Upstream, free_port, post_stream, run_loadgen
 
 
 @dataclass(frozen=True)
@@ -26,16 +26,21 @@ class Target:
     label: str
     path: str
     wire: str  # the event format loadgen reads: "native" or "openai"
-    workers: int = 0  # 0: the direct upstream, no streamchat in between
+    workers: int = 0  # 0: not streamchat (the direct upstream, or the Go gateway)
+    nodes: int = 1  # 2: two nodes on a private Redis, every stream followed on the second
 
 
 DIRECT = Target("direct", "direct upstream", "/v1/chat/completions", "openai")
+GO = Target("go", "Go passthrough", "/v1/chat/completions", "openai")
 NATIVE = Target("api", "/api/chat", "/api/chat", "native", workers=1)
 OPENAI = Target("openai", "/v1/chat/completions", "/v1/chat/completions", "openai", workers=1)
 ONE_WORKER = Target("workers1", "/api/chat, 1 worker", "/api/chat", "native", workers=1)
 TWO_WORKERS = Target("workers2", "/api/chat, --workers 2", "/api/chat", "native", workers=2)
 LLAMA_DIRECT = Target("direct", "llama-cpp-python in-process", "", "")
 EMBEDDED = Target("embedded", "/api/chat, embedded model", "/api/chat", "native", workers=1)
+REDIS_HUB = Target(
+    "redis", "/api/chat, 2 nodes on Redis", "/api/chat", "native", workers=1, nodes=2
+)
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ class Config:
     c_burst: int = 64
     c_many: int = 1000
     c_overload: int = 5000
+    c_redis: int = 200
     only: tuple[str, ...] = ()
     server_cpus: str = "0"
     client_cpus: str = "1"
@@ -89,8 +95,8 @@ class Config:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
         """Read BENCH_DURATION, BENCH_RAMP, BENCH_TOKENS, BENCH_DELAY_MS, BENCH_C_BURST,
-        BENCH_C_MANY, BENCH_C_OVERLOAD, BENCH_SCENARIOS, BENCH_SERVER_CPUS, BENCH_CLIENT_CPUS,
-        BENCH_EMBEDDED_RUNS, BENCH_EMBEDDED_TOKENS, BENCH_EMBEDDED_MODEL,
+        BENCH_C_MANY, BENCH_C_OVERLOAD, BENCH_C_REDIS, BENCH_SCENARIOS, BENCH_SERVER_CPUS,
+        BENCH_CLIENT_CPUS, BENCH_EMBEDDED_RUNS, BENCH_EMBEDDED_TOKENS, BENCH_EMBEDDED_MODEL,
         BENCH_EMBEDDED_MODEL_DIR, BENCH_AUTH."""
         d = cls()
         two_cores = (os.cpu_count() or 1) >= 2
@@ -103,6 +109,7 @@ class Config:
             c_burst=int(_env_number(env, "BENCH_C_BURST", d.c_burst)),
             c_many=int(_env_number(env, "BENCH_C_MANY", d.c_many)),
             c_overload=int(_env_number(env, "BENCH_C_OVERLOAD", d.c_overload)),
+            c_redis=int(_env_number(env, "BENCH_C_REDIS", d.c_redis)),
             only=tuple(s.strip() for s in env.get("BENCH_SCENARIOS", "").split(",") if s.strip()),
             server_cpus=env.get("BENCH_SERVER_CPUS", d.server_cpus if two_cores else ""),
             client_cpus=env.get("BENCH_CLIENT_CPUS", d.client_cpus if two_cores else ""),
@@ -137,16 +144,29 @@ def scenarios(cfg: Config) -> list[Scenario]:
             f"C={cfg.c_burst}, upstream sends {cfg.tokens} tokens at once",
             cfg.c_burst,
             0,
-            (DIRECT, NATIVE, OPENAI),
+            (DIRECT, GO, NATIVE, OPENAI),
         ),
-        Scenario("single", "C=1, added time to first token", 1, 0, (DIRECT, NATIVE, OPENAI)),
-        Scenario("many", f"C={cfg.c_many}, {pace}", cfg.c_many, cfg.delay_ms, (DIRECT, NATIVE)),
+        Scenario("single", "C=1, added time to first token", 1, 0, (DIRECT, GO, NATIVE, OPENAI)),
+        Scenario(
+            "many",
+            f"C={cfg.c_many}, {pace}",
+            cfg.c_many,
+            cfg.delay_ms,
+            (DIRECT, GO, NATIVE, OPENAI),
+        ),
         Scenario(
             "overload",
             f"C={cfg.c_overload}, {pace}",
             cfg.c_overload,
             cfg.delay_ms,
-            (DIRECT, NATIVE),
+            (DIRECT, GO, NATIVE, OPENAI),
+        ),
+        Scenario(
+            "redis",
+            f"C={cfg.c_redis}, {pace}, the Redis hub: each stream also followed on the other node",
+            cfg.c_redis,
+            cfg.delay_ms,
+            (DIRECT, NATIVE, REDIS_HUB),
         ),
         Scenario(
             "workers",
@@ -190,10 +210,16 @@ def measure_embedded(cfg: Config) -> dict[str, dict[str, Any] | None]:
 
 def measure(cfg: Config, scenario: Scenario, target: Target) -> dict[str, Any] | None:
     """One run of the load generator; None if the server has no such route (yet)."""
+    cpus = cfg.server_cpus if scenario.server_cpus is None else scenario.server_cpus
     with Upstream(tokens=cfg.tokens, delay_ms=scenario.delay_ms, cpus=cfg.client_cpus) as up:
-        if target.workers == 0:
+        if target is DIRECT:
             return _load(cfg, scenario, target, up.base_url + target.path, [up.pid], 0)
-        cpus = cfg.server_cpus if scenario.server_cpus is None else scenario.server_cpus
+        if target is GO:
+            with Gateway(upstream=up, cpus=cpus) as gateway:
+                url = gateway.url + target.path
+                return _load(cfg, scenario, target, url, [gateway.pid], up.pid)
+        if target.nodes == 2:
+            return _measure_nodes(cfg, scenario, target, up, cpus)
         with Server(
             upstream=up, port=free_port(), workers=target.workers, cpus=cpus, auth=cfg.auth
         ) as server:
@@ -205,6 +231,36 @@ def measure(cfg: Config, scenario: Scenario, target: Target) -> dict[str, Any] |
             if result["errors"]["total"]:
                 result["server_log_tail"] = server.log().splitlines()[-40:]
             return result
+
+
+def _measure_nodes(
+    cfg: Config, scenario: Scenario, target: Target, up: Upstream, cpus: str
+) -> dict[str, Any] | None:
+    """Two nodes on a private Redis and one database: requests go to the first, and every
+    stream is followed, live from its first event, on the second."""
+    with (
+        Redis(cpus=cfg.client_cpus) as redis,
+        Server(
+            upstream=up, port=free_port(), workers=1, cpus=cpus, auth=cfg.auth, redis_url=redis.url
+        ) as first,
+        Server(
+            upstream=up,
+            port=free_port(),
+            workers=1,
+            cpus=cpus,
+            auth=cfg.auth,
+            redis_url=redis.url,
+            share_db=first,
+        ) as second,
+    ):
+        url = first.url + target.path
+        if post_stream(url, _warm_up_body(target), first.headers) in (404, 405):
+            return None
+        pids = [first.pid, second.pid]
+        result = _load(cfg, scenario, target, url, pids, up.pid, first.headers, follow=second.url)
+        if result["errors"]["total"]:
+            result["server_log_tail"] = (first.log() + second.log()).splitlines()[-40:]
+        return result
 
 
 def _warm_up_body(target: Target) -> bytes:
@@ -221,6 +277,7 @@ def _load(
     pids: list[int],
     up_pid: int,
     headers: dict[str, str] | None = None,
+    follow: str = "",
 ) -> dict[str, Any]:
     ramp = min(cfg.ramp, cfg.duration / 4)
     args = [
@@ -245,4 +302,6 @@ def _load(
     ]
     if headers:
         args += ["-H", "|".join(f"{name}: {value}" for name, value in headers.items())]
+    if follow:
+        args += ["-follow", follow]
     return run_loadgen(args, cfg.client_cpus)

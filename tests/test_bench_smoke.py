@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from .localmodel import SMALL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,11 +26,12 @@ TOKENS = 20
 def run_bench(out: Path, **settings: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
-        "BENCH_SCENARIOS": "burst,many",
+        "BENCH_SCENARIOS": "burst,many,redis",
         "BENCH_DURATION": "1",
         "BENCH_RAMP": "0.2",
         "BENCH_C_BURST": "4",
         "BENCH_C_MANY": "16",
+        "BENCH_C_REDIS": "4",
         "BENCH_TOKENS": str(TOKENS),
         "BENCH_DELAY_MS": "5",
         "BENCH_OUT": str(out),
@@ -40,7 +43,7 @@ def run_bench(out: Path, **settings: str) -> subprocess.CompletedProcess[str]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         check=False,
     )
 
@@ -63,6 +66,8 @@ def assert_sane(run: dict[str, Any]) -> None:
     assert server["rss_peak_kb"] >= server["rss_idle_kb"] > 0
 
 
+# Nine runs, each with its own fresh processes (seven servers, two of them a Redis pair).
+@pytest.mark.timeout(330)
 def test_bench_smoke_run_prints_the_table_and_saves_sane_figures(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = run_bench(out)
@@ -72,13 +77,24 @@ def test_bench_smoke_run_prints_the_table_and_saves_sane_figures(tmp_path: Path)
     assert "burst: C=4, upstream sends 20 tokens at once" in table
     assert "many: C=16, a token every 5 ms" in table
     assert "direct upstream" in table
+    assert "Go passthrough" in table
+    assert "/api/chat, 2 nodes on Redis" in table
     assert "/api/chat" in table
     assert "targets holding:" in table
 
     document = json.loads(out.read_text("utf-8"))
     for scenario in ("burst", "many"):
-        for target in ("direct", "api"):
+        for target in ("direct", "go", "api", "openai"):
             assert_sane(document["runs"][scenario][target])
+    # Two nodes on Redis: both measured as the server, and every stream followed on the
+    # second node carried the whole answer.
+    redis = document["runs"]["redis"]["redis"]
+    assert_sane(redis)
+    assert redis["server"]["processes"] >= 2
+    follow = redis["follow"]
+    assert follow["followed"] >= redis["streams"]["completed"] > 0
+    assert follow["completed"] > 0
+    assert follow["tokens"] >= follow["completed"] * TOKENS
     # The direct upstream is a Go server whose CPU is measured as the "server" there; behind
     # streamchat the upstream is measured on its own.
     assert document["runs"]["burst"]["api"]["upstream"]["processes"] == 1
@@ -88,6 +104,8 @@ def test_bench_smoke_run_prints_the_table_and_saves_sane_figures(tmp_path: Path)
     for key in [
         ("burst", "gateway CPU µs/token"),
         ("many", "tokens/s"),
+        ("many", "streams cut before their 1st token"),
+        ("redis", "tokens/s"),
         ("many", "gap p99 ms"),
         ("many", "streams failed before 1st token"),
     ]:
@@ -96,6 +114,8 @@ def test_bench_smoke_run_prints_the_table_and_saves_sane_figures(tmp_path: Path)
     assert math.isfinite(ratio)
     assert ratio > 0
     assert checks[("many", "streams failed before 1st token")]["holds"] is True
+    # CPU per token is judged against the Go passthrough of the same run.
+    assert "× Go" in checks[("burst", "gateway CPU µs/token")]["result"]
 
 
 def test_bench_smoke_run_of_the_embedded_model_scenario(tmp_path: Path, model_dir: Path) -> None:

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -67,10 +69,16 @@ type worker struct {
 	reader  *bufio.Reader
 	ttft    samples
 	gaps    samples
+	// -follow: the other node's base URL; each stream is also followed there, from its
+	// first event on, by a goroutine of its own.
+	follow    string
+	followers sync.WaitGroup
+	ctx       context.Context // the run's, for the followers
 }
 
 // stream performs one request and reads its events as they arrive.
 func (w *worker) stream(ctx context.Context) {
+	w.ctx = ctx
 	w.shared.started.Add(1)
 	began := time.Now()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(w.body))
@@ -124,6 +132,11 @@ func (w *worker) read(body io.Reader, began time.Time) (tokens int, kind, detail
 			if bytes.HasPrefix(line, []byte("data:")) && !pending {
 				data := bytes.TrimPrefix(line[5:], []byte(" "))
 				pending, token, end = true, w.wire.isToken(data), w.wire.isEnd(data)
+				if w.follow != "" && tokens == 0 && !token {
+					if id := streamID(data); id != "" {
+						w.startFollower(id, uidOf(data))
+					}
+				}
 				if w.wire.isError(data) {
 					failure = "error event: " + string(data)
 				}
@@ -167,4 +180,120 @@ func (w *worker) fail(ctx context.Context, began time.Time, kind string, tokens 
 		return
 	}
 	w.errs.note(kind, tokens, detail)
+}
+
+var streamIDKey = []byte(`"stream_id":"`)
+var uidKey = []byte(`"uid":`)
+
+// uidOf is the uid of a native start event (its owner, which a service key must name to
+// follow it), or "".
+func uidOf(d []byte) string {
+	i := bytes.Index(d, uidKey)
+	if i < 0 {
+		return ""
+	}
+	rest := d[i+len(uidKey):]
+	j := 0
+	for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
+		j++
+	}
+	return string(rest[:j])
+}
+
+// streamID is the stream_id of a native start event, or "".
+func streamID(d []byte) string {
+	i := bytes.Index(d, streamIDKey)
+	if i < 0 {
+		return ""
+	}
+	rest := d[i+len(streamIDKey):]
+	if j := bytes.IndexByte(rest, '"'); j > 0 {
+		return string(rest[:j])
+	}
+	return ""
+}
+
+// startFollower follows stream id on the other node until its end (or the run's), the way a
+// second tab or a resumed client would: from the first event, live. Its tokens are counted
+// apart; a follower that fails is an error of kind follow_<kind>.
+func (w *worker) startFollower(id, uid string) {
+	w.shared.followed.Add(1)
+	w.followers.Add(1)
+	go func() {
+		defer w.followers.Done()
+		ctx := w.ctx
+		target := w.follow + "/api/chat/streams/" + id + "?after=0"
+		if uid != "" {
+			target += "&uid=" + uid
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+		req.Header = w.headers.Clone()
+		req.Header.Del("Content-Type")
+		resp, err := w.client.Do(req)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.errs.note("follow_connect", 0, "follow: "+err.Error())
+			}
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			text, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
+			w.errs.note("follow_"+strconv.Itoa(resp.StatusCode), 0, "follow: "+string(text))
+			return
+		}
+		f := follower{wire: w.wire, reader: bufio.NewReaderSize(resp.Body, 16<<10), tokens: &w.shared.followTokens}
+		tokens, kind, detail := f.read()
+		switch {
+		case kind == "":
+			w.shared.followCompleted.Add(1)
+			if w.expect > 0 && tokens != w.expect {
+				w.errs.note("follow_short", tokens, fmt.Sprintf("followed %d tokens, expected %d", tokens, w.expect))
+			}
+		case ctx.Err() == nil:
+			w.errs.note("follow_"+kind, tokens, "follow: "+detail)
+		}
+	}()
+}
+
+// follower reads one followed stream: like worker.read, counting tokens only.
+type follower struct {
+	wire   wire
+	reader *bufio.Reader
+	tokens *atomic.Int64
+}
+
+func (f *follower) read() (tokens int, kind, detail string) {
+	var pending, token, end bool
+	for {
+		line, err := f.reader.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			return tokens, "read", "an SSE line longer than the read buffer"
+		}
+		if err != nil {
+			return tokens, "eof", fmt.Sprintf("ended without its end marker after %d tokens", tokens)
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) > 0 {
+			if bytes.HasPrefix(line, []byte("data:")) && !pending {
+				data := bytes.TrimPrefix(line[5:], []byte(" "))
+				pending, token, end = true, f.wire.isToken(data), f.wire.isEnd(data)
+				if f.wire.isError(data) {
+					return tokens, "stream_error", "error event: " + string(data)
+				}
+			}
+			continue
+		}
+		if !pending {
+			continue
+		}
+		pending = false
+		if token {
+			f.tokens.Add(1)
+			tokens++
+		}
+		if end {
+			return tokens, "", ""
+		}
+	}
 }

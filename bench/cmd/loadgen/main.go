@@ -41,6 +41,7 @@ type options struct {
 	pids     []int
 	upPid    int
 	label    string
+	follow   string
 }
 
 func parseFlags() options {
@@ -57,6 +58,8 @@ func parseFlags() options {
 	flag.StringVar(&pids, "pid", "", "comma-separated PIDs of the server under test")
 	flag.IntVar(&o.upPid, "up-pid", 0, "PID of the fake upstream")
 	flag.StringVar(&o.label, "label", "", "label copied into the result")
+	flag.StringVar(&o.follow, "follow", "", "native wire: also follow every stream from this base URL "+
+		"(another node), GET /api/chat/streams/{id} from its first event")
 	flag.Parse()
 	for _, p := range strings.Split(pids, ",") {
 		if v, err := strconv.Atoi(strings.TrimSpace(p)); err == nil && v > 0 {
@@ -71,6 +74,14 @@ func parseFlags() options {
 	}
 	if err := loopbackOnly(o.url); err != nil {
 		fail("%v", err)
+	}
+	if o.follow != "" {
+		if o.wire != "native" {
+			fail("-follow needs -wire native")
+		}
+		if err := loopbackOnly(o.follow); err != nil {
+			fail("%v", err)
+		}
 	}
 	return o
 }
@@ -96,14 +107,15 @@ func fail(format string, args ...any) {
 // snapshot is everything measured at one moment: window start (end of ramp) or end.
 type snapshot struct {
 	at                     time.Time
-	tokens                 int64
+	tokens, followTokens   int64
 	server, upstream, self usage
 	cores                  [][2]uint64
 }
 
 func (o *options) take(c *counters) snapshot {
 	return snapshot{
-		at: time.Now(), tokens: c.tokens.Load(), server: measure(o.pids),
+		at: time.Now(), tokens: c.tokens.Load(), followTokens: c.followTokens.Load(),
+		server:   measure(o.pids),
 		upstream: measure(pidList(o.upPid)), self: measure([]int{os.Getpid()}), cores: coreTimes(),
 	}
 }
@@ -131,7 +143,7 @@ func main() {
 	transport := &http.Transport{
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
-		MaxIdleConnsPerHost: o.c,
+		MaxIdleConnsPerHost: o.c, // per host: followers keep their own C to the other node
 		DisableCompression:  true,
 		ReadBufferSize:      32 << 10,
 	}
@@ -144,6 +156,7 @@ func main() {
 		workers[i] = &worker{
 			client: client, url: o.url, body: []byte(body), headers: headers, wire: w,
 			expect: o.expect, shared: &shared, errs: &errs, reader: bufio.NewReaderSize(nil, 64<<10),
+			follow: o.follow,
 		}
 	}
 
@@ -176,6 +189,9 @@ func main() {
 	peak.see(to.server.rssKB)
 	cancel()
 	wg.Wait()
+	for _, wk := range workers {
+		wk.followers.Wait()
+	}
 
 	var ttft, gaps []samples
 	for _, wk := range workers {

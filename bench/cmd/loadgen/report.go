@@ -17,6 +17,18 @@ type Result struct {
 	Upstream    Process      `json:"upstream"`
 	Loadgen     Process      `json:"loadgen"`
 	CoresBusy   []float64    `json:"cores_busy_pct"`
+	Follow      *Follow      `json:"follow,omitempty"`
+}
+
+// Follow is what the followers on the other node saw (-follow), over the same window.
+type Follow struct {
+	URL        string  `json:"url"`
+	Followed   int64   `json:"followed"`
+	Completed  int64   `json:"completed"`
+	Tokens     int64   `json:"tokens"`
+	TokensPerS float64 `json:"tokens_per_s"`
+	// The followers' tokens over the requesters' in the window: 1.0 when every follower kept up.
+	OfRequesters float64 `json:"of_requesters"`
 }
 
 // Streams counts requests by how they ended.
@@ -53,8 +65,20 @@ func report(o *options, c *counters, errs *errorLog, idle usage, peakKB uint64,
 	}
 	server := proc(from.server, to.server)
 	server.PIDs, server.RSSIdleKB, server.RSSPeakKB = o.pids, idle.rssKB, peakKB
+	var follow *Follow
+	if o.follow != "" {
+		followed := to.followTokens - from.followTokens
+		follow = &Follow{
+			URL: o.follow, Followed: c.followed.Load(), Completed: c.followCompleted.Load(),
+			Tokens: c.followTokens.Load(), TokensPerS: round(float64(followed)/window, 0),
+		}
+		if tokens > 0 {
+			follow.OfRequesters = round(float64(followed)/float64(tokens), 3)
+		}
+	}
 	return Result{
-		Label: o.label, URL: o.url, Concurrency: o.c,
+		Follow: follow,
+		Label:  o.label, URL: o.url, Concurrency: o.c,
 		DurationS: o.duration.Seconds(), WindowS: round(window, 3),
 		Streams: Streams{Started: c.started.Load(), Completed: c.completed.Load(), Cut: c.cut.Load(), CutWaiting: c.cutWaiting.Load()},
 		Errors:  errs.snapshot(), Tokens: c.tokens.Load(),

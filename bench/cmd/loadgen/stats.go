@@ -125,6 +125,8 @@ func (l *errorLog) snapshot() Errors {
 // counters shared by all workers.
 type counters struct {
 	started, completed, cut, cutWaiting, tokens atomic.Int64
+	// With -follow: streams followed on the other node, and the tokens they carried.
+	followed, followCompleted, followTokens atomic.Int64
 }
 
 func round(x float64, digits int) float64 {
