@@ -38,16 +38,16 @@ class Source:
         self.interval = interval
         self.sent: list[float] = []
 
-    def __aiter__(self) -> AsyncIterator[ProviderEvent]:
+    def __aiter__(self) -> AsyncIterator[list[ProviderEvent]]:
         return self._events()
 
-    async def _events(self) -> AsyncIterator[ProviderEvent]:
+    async def _events(self) -> AsyncIterator[list[ProviderEvent]]:
         for i in range(self.tokens):
             # A real provider yields to the loop at least once per token (its socket read).
             await asyncio.sleep(self.interval)
             self.sent.append(time.perf_counter())
-            yield TextDelta(f"tok{i} ")
-        yield Finish("stop")
+            yield [TextDelta(f"tok{i} ")]
+        yield [Finish("stop")]
 
     async def aclose(self) -> None:
         """Nothing to release."""

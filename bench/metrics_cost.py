@@ -26,7 +26,7 @@ def _run(metrics: Metrics) -> float:
             meter.begin()
         for _ in range(TOKENS):
             if meter is not None:
-                meter.token()
+                meter.token(1)
         if meter is not None:
             meter.ended(Ending("stop", None, 10, TOKENS))
     return (time.perf_counter() - started) / STREAMS / TOKENS * 1e6

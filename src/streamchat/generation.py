@@ -181,20 +181,23 @@ class Generation:
         hub, stream_id, delta, index = self.hub, self.stream_id, self.format.delta, self.index
         grew = self.recorder.grew if self.recorder is not None else None
         meter = self.meter
-        async for event in self.upstream:
-            if type(event) is TextDelta:
-                outcome.text.append(event.text)
-                hub.append(stream_id, delta(index, event.text))
-                if grew is not None:
-                    grew(outcome.text)
-                if meter is not None:
-                    meter.token()
-                index += 1
-                self.index = index
-            elif type(event) is TokenUsage:
-                outcome.usage = event
-            elif type(event) is Finish:
-                outcome.finish_reason = event.reason
+        text = outcome.text
+        async for batch in self.upstream:
+            came = index
+            for event in batch:
+                if type(event) is TextDelta:
+                    text.append(event.text)
+                    hub.append(stream_id, delta(index, event.text))
+                    if grew is not None:
+                        grew(text)
+                    index += 1
+                    self.index = index
+                elif type(event) is TokenUsage:
+                    outcome.usage = event
+                elif type(event) is Finish:
+                    outcome.finish_reason = event.reason
+            if meter is not None and index > came:
+                meter.token(index - came)
 
 
 def _ending(outcome: Outcome) -> Ending:

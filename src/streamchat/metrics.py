@@ -5,8 +5,9 @@ what happened (a stream began, a batch of tokens came, a stream ended, a round w
 to a `Metrics` object; nothing else in the code knows Prometheus. Names follow vLLM's, under
 our prefix.
 
-Cost on the hot path: a token costs one `perf_counter()` and one list append
-(`StreamMeter.token`). The histograms are fed a batch at a time (`_BATCH` tokens, and at the
+Cost on the hot path: the tokens of one upstream read cost one `perf_counter()` and one list
+append together (`StreamMeter.token`; those after the first of a read came with it, a gap of
+zero, and are only counted). The histograms are fed a batch at a time (`_BATCH` tokens, and at the
 end of the stream), by counting the batch into buckets here and adding the counts to the
 Prometheus child in one step per bucket: `Histogram.observe` takes a lock per call (and, under
 `--workers`, writes an mmap'ed file), which per token cost more than the rest of our token
@@ -217,6 +218,7 @@ class StreamMeter:
         "_metrics",
         "_started",
         "_times",
+        "_together",
         "token",
         "tokens",
     )
@@ -232,18 +234,20 @@ class StreamMeter:
             metrics.e2e.labels(api, model),
         )
         self._times: list[float] = []
+        self._together = 0  # tokens that came in the same read as the one before: gap 0
         self._first: float | None = None
         self._last = 0.0
         self._ended = False
         self.tokens = 0
-        # Called per token; rebound after the first, so that the later ones test nothing.
-        self.token: Callable[[], None] = self._first_token
+        # Called per read with its tokens' count; rebound after the first, so that the
+        # later ones test nothing.
+        self.token: Callable[[int], None] = self._first_token
 
     def begin(self) -> None:
         """The stream began: the generation is running."""
         self._metrics.running.inc()
 
-    def _first_token(self) -> None:
+    def _first_token(self, count: int = 1) -> None:
         now = time.perf_counter()
         self._first = self._last = now
         self.tokens = 1
@@ -251,21 +255,25 @@ class StreamMeter:
         self._metrics.generation_tokens.inc()
         if self._line is not None:
             self._line.ttft = now - self._started
+        self._together += count - 1
         self.token = self._next_token
 
-    def _next_token(self) -> None:
+    def _next_token(self, count: int = 1) -> None:
         times = self._times
         times.append(time.perf_counter())
+        self._together += count - 1
         if len(times) >= _BATCH:
             self._flush()
 
     def _flush(self) -> None:
         times = self._times
-        if not times:
+        together, self._together = self._together, 0
+        if not times and not together:
             return
         histogram = self._histograms[1]
         bounds = histogram._upper_bounds
         counts = [0] * len(bounds)
+        counts[0] = together
         last = self._last
         for at in times:
             counts[bisect_left(bounds, at - last)] += 1
@@ -274,8 +282,8 @@ class StreamMeter:
             if count:
                 histogram._buckets[index].inc(count)
         histogram._sum.inc(last - self._last)
-        self.tokens += len(times)
-        self._metrics.generation_tokens.inc(len(times))
+        self.tokens += len(times) + together
+        self._metrics.generation_tokens.inc(len(times) + together)
         self._last = last
         times.clear()
 

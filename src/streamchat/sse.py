@@ -53,18 +53,37 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[SSEMessage]:
         """Consume a chunk; return the events it completed."""
-        buffer = self._buffer + chunk if self._buffer else chunk
-        if b"\r" in buffer:
-            buffer = buffer.replace(b"\r\n", b"\n")
-        blocks = buffer.split(b"\n\n")
-        self._buffer = blocks.pop()
         messages: list[SSEMessage] = []
-        for block in blocks:
+        for block in self._blocks(chunk):
             if block.startswith(b"data: ") and b"\n" not in block:
                 messages.append(SSEMessage(block[6:], None, self._id))
             elif (message := self._parse(block)) is not None:
                 messages.append(message)
         return messages
+
+    def feed_data(self, chunk: bytes) -> list[bytes]:
+        """Consume a chunk; return the data of the events it completed (the hot path of an
+        upstream's stream: no `SSEMessage` is made for the usual one-line event)."""
+        blocks = self._blocks(chunk)
+        datas = [b[6:] for b in blocks if b.startswith(b"data: ") and b"\n" not in b]
+        if len(datas) == len(blocks):
+            return datas
+        datas = []  # some event is not one `data: ` line: each is looked at
+        for block in blocks:
+            if block.startswith(b"data: ") and b"\n" not in block:
+                datas.append(block[6:])
+            elif (message := self._parse(block)) is not None:
+                datas.append(message.data)
+        return datas
+
+    def _blocks(self, chunk: bytes) -> list[bytes]:
+        """The complete events' blocks (lines without their blank line) of what has come."""
+        buffer = self._buffer + chunk if self._buffer else chunk
+        if b"\r" in buffer:
+            buffer = buffer.replace(b"\r\n", b"\n")
+        blocks = buffer.split(b"\n\n")
+        self._buffer = blocks.pop()
+        return blocks
 
     def _parse(self, block: bytes) -> SSEMessage | None:
         """The event of the lines of `block` (None if it has no data, e.g. only comments)."""

@@ -32,10 +32,10 @@ class EchoStream:
         self._request = request
         self._delay = delay
 
-    def __aiter__(self) -> AsyncIterator[ProviderEvent]:
+    def __aiter__(self) -> AsyncIterator[list[ProviderEvent]]:
         return self._events()
 
-    async def _events(self) -> AsyncIterator[ProviderEvent]:
+    async def _events(self) -> AsyncIterator[list[ProviderEvent]]:
         messages = self._request.messages
         answer = _until_stop(
             next((m.content for m in reversed(messages) if m.role == "user"), ""),
@@ -48,11 +48,13 @@ class EchoStream:
         for i, part in enumerate(parts):
             if i and self._delay:
                 await asyncio.sleep(self._delay)
-            yield TextDelta(part)
+            yield [TextDelta(part)]
         prompt_tokens = sum(len(pieces(m.content)) for m in messages)
-        yield TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=len(parts))
         truncated = limit is not None and len(pieces(answer)) > limit
-        yield Finish("length" if truncated else "stop")
+        yield [
+            TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=len(parts)),
+            Finish("length" if truncated else "stop"),
+        ]
 
     async def aclose(self) -> None:
         """Nothing to release: echo holds no connection."""

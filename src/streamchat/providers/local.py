@@ -54,10 +54,10 @@ class ModelStream:
         self._job = job
         self._queue = queue
 
-    def __aiter__(self) -> AsyncIterator[ProviderEvent]:
+    def __aiter__(self) -> AsyncIterator[list[ProviderEvent]]:
         return self._events()
 
-    async def _events(self) -> AsyncIterator[ProviderEvent]:
+    async def _events(self) -> AsyncIterator[list[ProviderEvent]]:
         first = True
         while (item := await self._queue.get()) is not None:
             if first:  # it left the queue for a slot: one fewer waiting
@@ -65,7 +65,7 @@ class ModelStream:
                 self._provider.report_queue()
             if isinstance(item, ProviderError):
                 raise item
-            yield item
+            yield [item]
 
     async def aclose(self) -> None:
         """Stop the generation now, whether it is running or still waiting its turn."""

@@ -1,7 +1,8 @@
-"""Any OpenAI-compatible upstream, over aiohttp.
+"""Any OpenAI-compatible upstream, over our own small HTTP/1.1 client (http1.py).
 
-aiohttp rather than httpx: at a thousand concurrent streams httpx's connection-pool
-bookkeeping dominates (see the performance issue's measurements), aiohttp's does not.
+Not httpx: at a thousand concurrent streams its connection-pool bookkeeping dominated. Not
+aiohttp either, since issue 18: its reader's per-chunk work was a quarter of the server's
+time at high token rates (http1.py says why).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import msgspec
 import orjson
 
@@ -26,6 +26,7 @@ from .base import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from .http1 import ConnectFailure, HTTPFailure, Response, Upstream
 
 _ERROR_BODY_LIMIT = 64 * 1024
 _BUSY_STATUSES = {429, 503}
@@ -124,9 +125,7 @@ def _chunk_events(data: bytes) -> list[ProviderEvent]:
 class OpenAIStream:
     """An accepted upstream response, read as SSE chunk by chunk."""
 
-    def __init__(
-        self, response: aiohttp.ClientResponse, url: str, streams: set[OpenAIStream]
-    ) -> None:
+    def __init__(self, response: Response, url: str, streams: set[OpenAIStream]) -> None:
         self._response = response
         self._url = url
         self._clock = asyncio.get_running_loop().time
@@ -135,37 +134,47 @@ class OpenAIStream:
         self._streams = streams
         streams.add(self)
 
-    def __aiter__(self) -> AsyncIterator[ProviderEvent]:
+    def __aiter__(self) -> AsyncIterator[list[ProviderEvent]]:
         return self._events()
 
     def time_out(self) -> None:
         """The upstream has been silent for too long: fail the read in progress."""
-        self._response.content.set_exception(aiohttp.ServerTimeoutError("upstream silent"))
+        self._response.fail(TimeoutError("upstream silent"))
 
-    async def _events(self) -> AsyncIterator[ProviderEvent]:
+    async def _events(self) -> AsyncIterator[list[ProviderEvent]]:
+        """Per read from the connection, the events of every chunk it completed."""
         decoder = SSEDecoder()
         clock = self._clock
         try:
-            async for chunk in self._response.content.iter_any():
+            async for read in self._response.reads():
                 self.last_read = clock()
-                for message in decoder.feed(chunk):
-                    if message.data == b"[DONE]":
+                events: list[ProviderEvent] = []
+                for data in decoder.feed_data(read):
+                    if data == b"[DONE]":
                         self._finished = True
+                        if events:
+                            yield events
                         return
-                    for event in _chunk_events(message.data):
-                        yield event
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+                    try:
+                        events += _chunk_events(data)
+                    except UpstreamBadResponse:
+                        if events:  # what came before the bad chunk is the answer's
+                            yield events
+                        raise
+                if events:
+                    yield events
+        except TimeoutError as exc:
             raise UpstreamTimeout(f"no data from {self._url} in time") from exc
-        except aiohttp.ClientError as exc:
+        except HTTPFailure as exc:
             raise UpstreamBadResponse(f"the connection to {self._url} broke: {exc}") from exc
         raise UpstreamBadResponse(f"{self._url} closed the stream before it finished")
 
     async def aclose(self) -> None:
         """Give the connection back for reuse if the answer was read to its end, else close it.
 
-        aiohttp keeps a released connection only if the body was read to its end; the end
-        of a chunked body usually comes with `[DONE]`, so most connections are reused and
-        the next request skips the connect.
+        A connection is kept only if the body was read to its end; the end of a chunked
+        body usually comes with `[DONE]`, so most connections are reused and the next
+        request skips the connect.
         """
         self._streams.discard(self)
         if self._finished:
@@ -177,7 +186,7 @@ class OpenAIStream:
 class OpenAIProvider:
     """Streams chat completions from `STREAMCHAT_OPENAI_BASE_URL`.
 
-    Upstream silence (`read_timeout`) is not aiohttp's `sock_read` timeout, which re-arms a
+    Upstream silence (`read_timeout`) is not a read timeout per socket read, which re-arms a
     timer on every chunk received, a tenth of the server's time at a thousand streams: the
     wait for the headers has one deadline per request, and a sweep every quarter of the
     timeout fails the streams that have received nothing for longer.
@@ -196,13 +205,12 @@ class OpenAIProvider:
         max_connections: int = 0,
     ) -> None:
         self._url = base_url.rstrip("/") + "/chat/completions"
-        self._models_url = base_url.rstrip("/") + "/models"
         self._api_key = api_key
         self._model = model
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
+        self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
+        self._client: Upstream | None = None
         self._streams: set[OpenAIStream] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -212,12 +220,14 @@ class OpenAIProvider:
 
     async def start(self) -> None:
         """Open the connection pool."""
-        connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self._timeout, headers=headers, auto_decompress=True
+        self._client = Upstream(
+            self._url,
+            headers=headers,
+            connect_timeout=self._connect_timeout,
+            max_connections=self._max_connections,
         )
         self._sweeper = asyncio.create_task(self._fail_silent_streams(), name="upstream-silence")
 
@@ -226,26 +236,25 @@ class OpenAIProvider:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     async def ready(self) -> bool:
         """Ready once the pool is open; the upstream itself is checked per request."""
-        return self._session is not None
+        return self._client is not None
 
     async def open(self, request: GenerateRequest) -> OpenAIStream:
         """POST the request; return when the upstream's 2xx headers arrive."""
-        assert self._session is not None, "provider not started"
+        assert self._client is not None, "provider not started"
         try:
             async with asyncio.timeout(self._read_timeout):
-                response = await self._session.post(self._url, data=_request_body(request))
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+                response = await self._client.post(_request_body(request))
+        except TimeoutError as exc:
             raise UpstreamTimeout(f"{self._url} did not answer in time") from exc
-        except aiohttp.ClientConnectorError as exc:
-            reason = exc.os_error.strerror or str(exc.os_error)
-            raise UpstreamUnavailable(f"cannot connect to {self._url} ({reason})") from exc
-        except aiohttp.ClientError as exc:
+        except ConnectFailure as exc:
+            raise UpstreamUnavailable(f"cannot connect to {self._url} ({exc.reason})") from exc
+        except HTTPFailure as exc:
             raise UpstreamBadResponse(f"{self._url} failed: {exc}") from exc
         if response.status < 300:
             return OpenAIStream(response, self._url, self._streams)
@@ -259,12 +268,12 @@ class OpenAIProvider:
             for stream in [s for s in self._streams if s.last_read < silent_since]:
                 stream.time_out()
 
-    async def _refusal(self, response: aiohttp.ClientResponse) -> ProviderError:
+    async def _refusal(self, response: Response) -> ProviderError:
         status = response.status
         try:
             async with asyncio.timeout(5):
-                body = await response.content.read(_ERROR_BODY_LIMIT)
-        except (TimeoutError, aiohttp.ClientError):
+                body = await response.read(_ERROR_BODY_LIMIT)
+        except (TimeoutError, HTTPFailure):
             body = b""
         finally:
             response.close()
