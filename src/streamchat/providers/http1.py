@@ -19,6 +19,7 @@ answers and answers that end with the connection, a bound on the body bytes held
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 from collections.abc import AsyncIterator
 from typing import cast
@@ -310,5 +311,8 @@ class Upstream:
                     server_hostname=self._host if self._ssl is not None else None,
                 )
         except OSError as exc:
-            raise ConnectFailure(exc.strerror or str(exc)) from exc
+            # The errno's words ("Connection refused"): asyncio's own strerror is only
+            # "Connect call failed (address)".
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ConnectFailure(reason) from exc
         return connection
