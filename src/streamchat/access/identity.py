@@ -37,13 +37,18 @@ MISSES_REMEMBERED = 1_000
 
 
 class KeyCache:
-    """Recent lookups by key hash: the record, or None for a key that does not exist."""
+    """Recent lookups by key hash: the record, or None for a key that does not exist.
+
+    One lookup at a time per key: the requests that come while a key is being looked up
+    (a thousand clients of one service key starting together, or arriving when its entry
+    has just expired) wait for that lookup instead of each making its own."""
 
     def __init__(self, store: KeyStore, ttl_seconds: float) -> None:
         self._store = store
         self._ttl = ttl_seconds
         self._found: OrderedDict[str, tuple[float, KeyRecord]] = OrderedDict()
         self._missing: OrderedDict[str, float] = OrderedDict()
+        self._looking: dict[str, asyncio.Future[KeyRecord | None]] = {}
 
     async def find(self, digest: str) -> KeyRecord | None:
         """The key with this hash (revoked or not), from memory if looked up recently."""
@@ -55,12 +60,30 @@ class KeyCache:
         missing = self._missing.get(digest)
         if missing is not None and missing > now:
             return None
+        lookup = self._looking.get(digest)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._look_up(digest))
+            self._looking[digest] = lookup
+            lookup.add_done_callback(lambda _: self._looking.pop(digest, None))
+            lookup.add_done_callback(_retrieved)
+        # Shielded: a waiter that gives up (its client left) does not end the others' lookup.
+        return await asyncio.shield(lookup)
+
+    async def _look_up(self, digest: str) -> KeyRecord | None:
         record = await self._store.find(digest)
+        now = time.monotonic()
         if record is None:
             _remember(self._missing, digest, now + self._ttl, MISSES_REMEMBERED)
         else:
             _remember(self._found, digest, (now + self._ttl, record), CACHE_ENTRIES)
         return record
+
+
+def _retrieved(lookup: asyncio.Future[KeyRecord | None]) -> None:
+    """A failed lookup whose waiters all left is not logged as never retrieved: each
+    waiter raised it (a 503), or left."""
+    if not lookup.cancelled():
+        lookup.exception()
 
 
 def _remember(entries: OrderedDict[str, _V], key: str, value: _V, most: int) -> None:
