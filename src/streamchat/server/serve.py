@@ -19,7 +19,7 @@ from ..providers.model_files import LocalModelError
 from .listeners import LISTENERS, ListenError, bind_listeners
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
+    from starlette.types import ASGIApp
 
 log = logging.getLogger("streamchat")
 
@@ -133,12 +133,13 @@ def _raise_open_file_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def worker_app() -> FastAPI:
+def worker_app() -> ASGIApp:
     """The app of one server process, with logging set up there too.
 
     With `--workers N` uvicorn starts fresh processes that import this factory: logging
     configured in the parent does not reach them.
     """
+    from ..routes.responses import ServerSend
     from .app import create_app
     from .gc_tuning import tune_for_serving
 
@@ -146,4 +147,4 @@ def worker_app() -> FastAPI:
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     tune_for_serving()
-    return app
+    return ServerSend(app)
