@@ -28,3 +28,21 @@ def test_decoder_ignores_blank_blocks_and_unknown_fields() -> None:
     decoder = sse.SSEDecoder()
     assert decoder.feed(b"\n\nretry: 10\nfoo\n\n") == []
     assert [m.data for m in decoder.feed(b"data:no-space\n\n")] == [b"no-space"]
+
+
+MIXED = (
+    b"data: a\n\n: ping\n\ndata: b\ndata: c\n\nevent: x\ndata: d\n\ndata: e\r\n\r\n"
+    b'\n\ndata: f\n\n\nid: 3\ndata: g\n\ndata: {"content":"\\n\\ndata: h"}\n\n'
+)
+
+
+def test_feed_data_gives_the_data_feed_gives_however_the_bytes_are_cut() -> None:
+    """The hot path's one-split shortcut and the line-by-line parse agree, for streams of
+    one-line events only and for streams mixing comments, multi-line events and CRLF."""
+    simple = b"".join(b"data: %d\n\n" % i for i in range(50))
+    for stream in (simple, MIXED, simple + MIXED + simple):
+        for cut in range(len(stream) + 1):
+            fast, full = sse.SSEDecoder(), sse.SSEDecoder()
+            datas = fast.feed_data(stream[:cut]) + fast.feed_data(stream[cut:])
+            messages = full.feed(stream[:cut]) + full.feed(stream[cut:])
+            assert datas == [m.data for m in messages], cut

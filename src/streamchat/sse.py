@@ -64,12 +64,22 @@ class SSEDecoder:
     def feed_data(self, chunk: bytes) -> list[bytes]:
         """Consume a chunk; return the data of the events it completed (the hot path of an
         upstream's stream: no `SSEMessage` is made for the usual one-line event)."""
-        blocks = self._blocks(chunk)
-        datas = [b[6:] for b in blocks if b.startswith(b"data: ") and b"\n" not in b]
-        if len(datas) == len(blocks):
-            return datas
-        datas = []  # some event is not one `data: ` line: each is looked at
-        for block in blocks:
+        buffer = self._buffer + chunk if self._buffer else chunk
+        if b"\r" in buffer:
+            buffer = buffer.replace(b"\r\n", b"\n")
+        end = buffer.rfind(b"\n\n")
+        if end < 0:
+            self._buffer = buffer
+            return []
+        complete, self._buffer = buffer[:end], buffer[end + 2 :]
+        # Every event one `data: ` line (the usual case): its only newlines are the blank
+        # lines between events, each followed by `data: `. Then one split cuts them all.
+        if complete.startswith(b"data: ") and complete.count(b"\n") == 2 * complete.count(
+            b"\n\ndata: "
+        ):
+            return complete[6:].split(b"\n\ndata: ")
+        datas: list[bytes] = []
+        for block in complete.split(b"\n\n"):
             if block.startswith(b"data: ") and b"\n" not in block:
                 datas.append(block[6:])
             elif (message := self._parse(block)) is not None:
