@@ -73,6 +73,7 @@ def test_bench_smoke_run_prints_the_table_and_saves_sane_figures(tmp_path: Path)
     assert "many: C=16, a token every 5 ms" in table
     assert "direct upstream" in table
     assert "/api/chat" in table
+    assert "idle RSS MB (before load)" in table
     assert "targets holding:" in table
 
     document = json.loads(out.read_text("utf-8"))
