@@ -217,6 +217,14 @@ def _memory_kb(concurrency: int) -> Callable[[Run], float]:
     return per_stream
 
 
+# Issue 18: a server once started (and warmed up by one request), before any load, in MB.
+IDLE_RSS_MB = 80
+
+
+def _idle_mb(run: Run) -> float:
+    return value(run, "server.rss_idle_kb") / 1024
+
+
 def _cores(run: Run) -> str:
     return "/".join(f"{x:.0f}" for x in run["cores_busy_pct"])
 
@@ -355,6 +363,9 @@ def checks(scenario: Scenario, runs: Runs) -> list[Check]:
         return r.rows
     r.none("errors", "errors.total")
     r.add("server CPU %", lambda x: value(x, "server.cpu_pct"), lambda x: f"{x:.0f}%")
+    # Judged for one process; --workers 2 is the supervisor and its workers together.
+    most = None if scenario.key == "workers" else IDLE_RSS_MB
+    r.at_most("idle RSS MB (before load)", _idle_mb, "MB", most, gateways_only=True)
     cores = {t: _cores(run) for t, run in runs.items() if run is not None}
     r.rows.append(Check(scenario.key, "cores busy % (machine)", cores, "", "", None))
     return r.rows

@@ -80,6 +80,7 @@ def test_bench_smoke_run_prints_the_table_and_saves_sane_figures(tmp_path: Path)
     assert "Go passthrough" in table
     assert "/api/chat, 2 nodes on Redis" in table
     assert "/api/chat" in table
+    assert "idle RSS MB (before load)" in table
     assert "targets holding:" in table
 
     document = json.loads(out.read_text("utf-8"))

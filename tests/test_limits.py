@@ -4,6 +4,12 @@ off), OpenAI's x-ratelimit headers, 429s that write nothing, and one count over 
 from __future__ import annotations
 
 import aiohttp
+import pytest
+
+from streamchat.access.limits import FREE, Limiter, Quota
+from streamchat.access.redis_windows import RedisWindows
+from streamchat.access.ticket import Api, Ticket
+from streamchat.access.windows import CountersUnavailable
 
 from .conftest import StartServer
 from .dbs import Databases, row_counts
@@ -11,6 +17,7 @@ from .fakeupstream import FakeUpstream
 from .keyring import bearer, create_key
 from .nodes import node_env, start_nodes
 from .redisserver import SHARED_URL
+from .servers import free_port
 from .sseclient import FrameReader, events, take_events
 
 V1 = {"model": "echo", "messages": [{"role": "user", "content": "hello there"}]}
@@ -136,3 +143,21 @@ async def test_a_burst_over_two_nodes_is_counted_once(
     finally:
         a.stop()
         b.stop()
+
+
+async def test_counters_out_of_reach_let_requests_through_uncounted() -> None:
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    windows = RedisWindows(closed, "t:", timeout=1)
+    try:
+        with pytest.raises(CountersUnavailable):
+            await windows.admit("key:1", "s", 1, 0, 0)
+        with pytest.raises(CountersUnavailable):
+            await windows.settle("key:1", "s", 5)
+    finally:
+        await windows.aclose()
+    limiter = Limiter(Quota(requests_per_minute=1), redis_url=closed)
+    try:
+        for _ in range(3):
+            assert await limiter.admit(Ticket("POST", "/api/chat", Api.NATIVE), 1) is FREE
+    finally:
+        await limiter.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
 from streamchat.config import Settings
@@ -12,6 +13,7 @@ from streamchat.errors import Failure, Kind
 from streamchat.history import History, decode_cursor, title_of
 from streamchat.schemas import Usage
 from streamchat.store import Store, StoreUnavailable, create_engine, migrate
+from streamchat.store.engine import HEAD_REVISION, alembic_config
 from streamchat.store.tables import metadata
 
 from .dbs import UNREACHABLE, DatabaseSettings, open_store
@@ -43,6 +45,11 @@ async def test_migrations_create_exactly_the_tables_and_run_once(store: Store) -
     async with store.engine.connect() as connection:
         assert await connection.run_sync(differences) == []
     assert await migrate(store.engine) == "0002"
+
+
+def test_the_head_revision_known_without_alembic_is_the_scripts_head() -> None:
+    # A database at HEAD_REVISION is not migrated: a new migration must move it.
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD_REVISION
 
 
 async def test_a_turn_commits_the_question_and_a_streaming_answer(store: Store) -> None:

@@ -17,12 +17,19 @@ import math
 import uuid
 from dataclasses import dataclass, field
 
-from redis.exceptions import RedisError
-
 from ..errors import Failure, Kind
 from ..metrics import Metrics
 from .ticket import Ticket
-from .windows import OK, REQUESTS, STREAMS, TOKENS, LocalWindows, RedisWindows, Verdict, Windows
+from .windows import (
+    OK,
+    REQUESTS,
+    STREAMS,
+    TOKENS,
+    CountersUnavailable,
+    LocalWindows,
+    Verdict,
+    Windows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +91,7 @@ class Limiter:
     ) -> None:
         self._defaults = defaults
         self._metrics = metrics or Metrics(enabled=False)
-        self._windows: Windows = (
-            RedisWindows(redis_url, key_prefix) if redis_url else LocalWindows()
-        )
+        self._windows: Windows = _windows(redis_url, key_prefix)
 
     def quota(self, ticket: Ticket) -> Quota:
         """The subject's limits: its key's own where set, else the defaults."""
@@ -119,7 +124,7 @@ class Limiter:
                 quota.tokens_per_minute,
                 quota.streams,
             )
-        except (RedisError, OSError) as exc:
+        except (CountersUnavailable, OSError) as exc:
             log.warning("limits not counted (the counters are out of reach): %s", exc)
             return FREE
         _headers(ticket, quota, verdict)
@@ -138,12 +143,21 @@ class Limiter:
         """Count the tokens an admitted request used; free its open-stream place."""
         try:
             await self._windows.settle(charge.subject, charge.stream, tokens)
-        except (RedisError, OSError) as exc:
+        except (CountersUnavailable, OSError) as exc:
             log.warning("usage of %s not counted: %s", charge.subject, exc)
 
     async def close(self) -> None:
         """Close the connections to the counters."""
         await self._windows.aclose()
+
+
+def _windows(redis_url: str, key_prefix: str) -> Windows:
+    """The counters: in Redis when it is configured (imported only then), else in-process."""
+    if not redis_url:
+        return LocalWindows()
+    from .redis_windows import RedisWindows
+
+    return RedisWindows(redis_url, key_prefix)
 
 
 def _headers(ticket: Ticket, quota: Quota, verdict: Verdict) -> None:

@@ -6,13 +6,15 @@ from ..config import Settings
 from ..metrics import Metrics
 from .base import Provider
 from .echo import EchoProvider
-from .local import LocalProvider
 from .openai import OpenAIProvider
 
 
 def build_provider(settings: Settings, metrics: Metrics | None = None) -> Provider:
     """The provider `STREAMCHAT_PROVIDER` names (the local one reports its queue to `metrics`)."""
     if settings.provider == "local":
+        # Imported here: a server on another provider never loads the embedded model's code.
+        from .local import LocalProvider
+
         return LocalProvider(settings, metrics)
     if settings.provider == "openai":
         return OpenAIProvider(

@@ -21,7 +21,7 @@ from ..access.limits import Limiter, Quota
 from ..chat import ChatService
 from ..config import Settings
 from ..history import History
-from ..hub import MemoryHub, RedisHub, StreamHub
+from ..hub import MemoryHub, StreamHub
 from ..logs import TraceMiddleware
 from ..metrics import Metrics
 from ..openai.protocol import ChatCompletionChunk, ChatCompletionRequest
@@ -45,7 +45,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics(enabled=settings.metrics)
     provider = build_provider(settings, metrics)
-    hub = build_hub(settings)
     store = Store(
         create_engine(
             settings.database_url,
@@ -67,9 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         key_prefix=settings.redis_key_prefix,
         metrics=metrics,
     )
+    hub = build_hub(settings, store)
     service = ChatService(settings, provider, hub, history, metrics)
-    if isinstance(hub, RedisHub):
-        hub.watch_orphans(OrphanedAnswers(store))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -146,10 +144,13 @@ def gates(settings: Settings, keys: KeyStore) -> list[Gate]:
     return [LocalGuard(settings.allowed_host_names, settings.cors_origin_list)]
 
 
-def build_hub(settings: Settings) -> StreamHub:
+def build_hub(settings: Settings, store: Store) -> StreamHub:
     """The Redis hub when `REDIS_URL` is set (several nodes), else the in-process one."""
     if settings.redis_url:
-        return RedisHub(
+        # Imported here: a single node never loads redis-py (about 20 MB resident).
+        from ..hub.redis import RedisHub
+
+        hub = RedisHub(
             settings.redis_url,
             key_prefix=settings.redis_key_prefix,
             ttl_seconds=settings.stream_ttl_seconds,
@@ -158,6 +159,8 @@ def build_hub(settings: Settings) -> StreamHub:
             max_events=settings.redis_stream_max_events,
             node_timeout_seconds=settings.node_timeout_seconds,
         )
+        hub.watch_orphans(OrphanedAnswers(store))
+        return hub
     return MemoryHub(
         ttl_seconds=settings.stream_ttl_seconds, retain_bytes=settings.stream_retain_bytes
     )

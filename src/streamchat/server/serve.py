@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..logs import configure_logging
-from ..providers.local import prepare
-from ..providers.model_files import LocalModelError
 from .listeners import LISTENERS, ListenError, bind_listeners
 
 if TYPE_CHECKING:
@@ -115,6 +113,9 @@ def _shared_metrics(enabled: bool) -> Iterator[str | None]:
 
 def _prepare_local_model(settings: Settings) -> bool:
     """Assemble and check the model before serving: a broken one is one line, not a traceback."""
+    from ..providers.local import prepare
+    from ..providers.model_files import LocalModelError
+
     try:
         prepare(settings)
     except LocalModelError as exc:
