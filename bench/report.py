@@ -281,10 +281,6 @@ def _many(r: _Rows) -> None:
     _no_more_cut_than_direct(r)
 
 
-def _idle_mb(run: Run) -> float:
-    return value(run, "server.rss_idle_kb") / 1024
-
-
 def _overload(r: _Rows) -> None:
     r.share(r.ratio_to_direct(TPS), "direct", 2)
     p99 = "ttft.p99_ms"
@@ -300,7 +296,6 @@ def _overload(r: _Rows) -> None:
     # Their wait so far is in the TTFT figures above, as a lower bound.
     r.add("streams cut before their 1st token", _cut_waiting, lambda x: f"{x:.0f}")
     r.at_most("memory KB per open stream", _memory_kb(r.scenario.concurrency), "KB", 64)
-    r.at_most("idle RSS MB (before the load)", _idle_mb, "MB", 80, gateways_only=True)
 
 
 def _followed(run: Run) -> float:
@@ -363,8 +358,9 @@ def checks(scenario: Scenario, runs: Runs) -> list[Check]:
         return r.rows
     r.none("errors", "errors.total")
     r.add("server CPU %", lambda x: value(x, "server.cpu_pct"), lambda x: f"{x:.0f}%")
-    # Judged for one process; --workers 2 is the supervisor and its workers together.
-    most = None if scenario.key == "workers" else IDLE_RSS_MB
+    # Judged for one process; --workers 2 is the supervisor and its workers together, the
+    # redis row two nodes.
+    most = None if scenario.key in ("workers", "redis") else IDLE_RSS_MB
     r.at_most("idle RSS MB (before load)", _idle_mb, "MB", most, gateways_only=True)
     cores = {t: _cores(run) for t, run in runs.items() if run is not None}
     r.rows.append(Check(scenario.key, "cores busy % (machine)", cores, "", "", None))

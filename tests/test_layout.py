@@ -42,9 +42,10 @@ def test_no_module_is_over_the_length_limit() -> None:
 # SQLite on: start-up (the lifespan included), as `streamchat serve` runs it in a worker.
 _SERVE_AND_LIST_MODULES = """
 import asyncio, json, sys
+import streamchat.cli  # the `streamchat` command, which `serve` runs from
 from streamchat.server.serve import worker_app
 
-app = worker_app()
+app = worker_app().app  # inside ServerSend, the outermost layer
 
 async def start_and_stop() -> None:
     async with app.router.lifespan_context(app):
@@ -56,8 +57,10 @@ print(json.dumps(sorted(sys.modules)))
 
 # What such a server never needs, each worth megabytes resident (docs/performance.md): the
 # embedded model (its runtime and our code for it), Alembic once the schema is current (with
-# Mako and Pygments), and redis-py without STREAMCHAT_REDIS_URL.
+# Mako and Pygments), redis-py without STREAMCHAT_REDIS_URL, and aiohttp (the `chat`
+# command's client; the upstream is read with providers/http1.py).
 _NEVER_SERVING = (
+    "aiohttp",
     "llama_cpp",
     "numpy",
     "streamchat.providers.local",
@@ -69,7 +72,7 @@ _NEVER_SERVING = (
 )
 
 
-def test_a_single_node_on_an_http_upstream_imports_no_model_runtime_alembic_or_redis(
+def test_a_single_node_on_an_http_upstream_imports_no_model_runtime_alembic_redis_or_aiohttp(
     tmp_path: Path,
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMCHAT_")}

@@ -7,13 +7,9 @@ import asyncio
 import os
 import sys
 
-import aiohttp
-import orjson
-
 from . import keys_cli
 from .config import Settings
 from .logs import configure_logging
-from .sse import SSEDecoder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_db_upgrade())
     if args.command == "keys":
         return asyncio.run(keys_cli.run(args))
-    return asyncio.run(_chat(args))
+    # The client's HTTP library is imported only here: a server process never loads it.
+    from .chat_cli import chat as run_chat
+
+    return asyncio.run(run_chat(args))
 
 
 async def _db_upgrade() -> int:
@@ -82,61 +81,3 @@ async def _db_upgrade() -> int:
         await engine.dispose()
     print(f"database at revision {revision}")
     return 0
-
-
-async def _chat(args: argparse.Namespace) -> int:
-    body: dict[str, object] = {"message": args.message}
-    if args.uid is not None or not args.key:
-        body["uid"] = 1 if args.uid is None else args.uid
-    if args.conversation:
-        body["conversation_id"] = args.conversation
-    if args.model:
-        body["model"] = args.model
-    url = args.url.rstrip("/") + "/api/chat"
-    headers = {"Content-Type": "application/json", "Accept-Language": args.lang}
-    if args.key:
-        headers["Authorization"] = f"Bearer {args.key}"
-    try:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(url, data=orjson.dumps(body), headers=headers) as response,
-        ):
-            if response.status != 200:
-                return _print_refusal(response.status, await response.read())
-            return await _print_stream(response)
-    except aiohttp.ClientConnectorError as exc:
-        print(
-            f"error: cannot connect to {args.url} ({exc.os_error.strerror}); "
-            "is the server running (streamchat serve)?",
-            file=sys.stderr,
-        )
-    except aiohttp.ClientError as exc:
-        print(f"error: the connection to {args.url} failed: {exc}", file=sys.stderr)
-    return 2
-
-
-def _print_refusal(status: int, body: bytes) -> int:
-    try:
-        message = orjson.loads(body)["message"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        message = body.decode("utf-8", "replace")[:500]
-    print(f"error: HTTP {status}: {message}", file=sys.stderr)
-    return 1
-
-
-async def _print_stream(response: aiohttp.ClientResponse) -> int:
-    decoder = SSEDecoder()
-    async for chunk in response.content.iter_any():
-        for message in decoder.feed(chunk):
-            event = orjson.loads(message.data)
-            if event["type"] == "delta":
-                sys.stdout.write(event["delta"])
-                sys.stdout.flush()
-            elif event["type"] == "error":
-                print(f"\nerror: {event['message']} ({event['code']})", file=sys.stderr)
-                return 1
-            elif event["type"] == "end":
-                print()
-                return 0
-    print("\nerror: the stream ended before its end event", file=sys.stderr)
-    return 1
