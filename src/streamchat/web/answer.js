@@ -5,9 +5,14 @@
 // is always consistent: reload the page, restore the text, resume after that index.
 
 import { StreamBroken, describe, readEvents, resumeStream } from "./api.js";
+import { GrowingMarkdown } from "./growing.js";
 import { renderMarkdown } from "./markdown.js";
 
 const RESUME_TRIES = 3;
+// The most new text one frame renders. A burst (a resume replaying a long answer, a page that
+// was busy or restored a long saved text) is shown over several short frames, not in one long
+// one; 60 frames a second still show 60 kB a second, far more than any model writes.
+const FRAME_CHARS = 1000;
 
 const NOTES = {
   cancelled: "Stopped.",
@@ -42,8 +47,10 @@ function setStatus(article, status, note) {
 /** An answer being streamed into its bubble. */
 export class Answer {
   constructor({ text = "", index = -1, streamId = null, conversationId = null } = {}) {
-    this.element = messageElement("assistant", text, "streaming");
+    this.element = messageElement("assistant", "", "streaming");
+    this.markdown = new GrowingMarkdown(this.element.querySelector(".body"));
     this.text = text;
+    this.unshown = text; // the end of the text, not on screen yet
     this.index = index;
     this.streamId = streamId;
     this.conversationId = conversationId;
@@ -55,6 +62,8 @@ export class Answer {
     this.onChange = () => {}; // called after each repaint: the page saves progress there
     this.onStart = () => {};
     this._frame = 0;
+    this._caret = null;
+    this.schedule();
   }
 
   /** Follow the stream to its end: `first` is an open response, or null to resume at once. */
@@ -92,6 +101,7 @@ export class Answer {
       this.onStart(this);
     } else if (event.type === "delta") {
       this.text += event.delta;
+      this.unshown += event.delta;
     } else if (event.type === "end") {
       const status = event.finish_reason === "stop" ? "complete" : event.finish_reason;
       this.finish(status, NOTES[status] ?? "");
@@ -111,25 +121,32 @@ export class Answer {
     this.status = status;
     this.note = note;
     this.repaint();
-    setStatus(this.element, status, note);
   }
 
   schedule() {
-    if (this.done) return;
+    if (this.done && !this.unshown) return; // all shown, the status too
     this._frame ||= requestAnimationFrame(() => this.repaint());
   }
 
+  /** Show more of the text (all of it, unless it is more than a frame's worth). */
   repaint() {
     cancelAnimationFrame(this._frame);
     this._frame = 0;
-    const body = this.element.querySelector(".body");
-    body.replaceChildren(renderMarkdown(this.text));
-    if (!this.done) caretAtEnd(body);
+    this._caret?.remove();
+    // Only the new text is handed on: the whole text is one long string, and reading it on
+    // every frame would copy all of it.
+    this.markdown.append(this.unshown.slice(0, FRAME_CHARS));
+    this.unshown = this.unshown.slice(FRAME_CHARS);
+    const behind = this.unshown !== "";
+    if (behind) this.schedule();
+    // The bubble says the answer ended once all its text shows.
+    if (this.done && !behind) setStatus(this.element, this.status, this.note);
+    else this._caret = caretAtEnd(this.markdown.container);
     this.onChange(this);
   }
 }
 
-/** Put the typing caret right after the last character shown, however deeply nested. */
+/** Put the typing caret right after the last character shown, however deeply nested; return it. */
 function caretAtEnd(body) {
   let node = body;
   while (node.lastChild?.nodeType === Node.ELEMENT_NODE && node.lastChild.tagName !== "BR") {
@@ -139,4 +156,5 @@ function caretAtEnd(body) {
   caret.className = "caret";
   caret.setAttribute("aria-hidden", "true");
   node.append(caret);
+  return caret;
 }

@@ -26,6 +26,9 @@ import { say } from "./words.js";
 
 const KEY_UID = "streamchat.uid";
 const KEY_CONVERSATION = "streamchat.conversation";
+// Saving writes the whole text so far: on every frame of a long answer it would cost
+// milliseconds a frame. Once a second is enough, as the page also saves when it goes away.
+const SAVE_EVERY_MS = 1000;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -186,8 +189,12 @@ async function run(answer, response) {
     if (state.answer === answer) setConversation(answer.conversationId);
     sidebar.reload(owner());
   };
+  let savedAt = -Infinity;
   answer.onChange = () => {
-    if (state.answer === answer) saveAnswer(answer, actingUid());
+    if (state.answer === answer && performance.now() - savedAt >= SAVE_EVERY_MS) {
+      saveAnswer(answer, actingUid());
+      savedAt = performance.now();
+    }
     scrollToEnd();
   };
   // An answer left on screen's behalf goes on in the background (so the generation is not

@@ -21,37 +21,43 @@ const LINK_SCHEMES = new Set(["http:", "https:", "mailto:"]);
 /** Render `text` as Markdown into a new DocumentFragment. */
 export function renderMarkdown(text) {
   const fragment = document.createDocumentFragment();
-  renderBlocks(text.replace(/\r\n?/g, "\n").split("\n"), fragment);
+  renderBlocks(markdownLines(text), fragment);
   return fragment;
+}
+
+/** The lines of `text`, as the renderer reads them. */
+export function markdownLines(text) {
+  return text.replace(/\r\n?/g, "\n").split("\n");
 }
 
 function renderBlocks(lines, parent) {
   let i = 0;
-  while (i < lines.length) {
-    const line = lines[i];
-    if (!line.trim()) {
-      i += 1;
-    } else if (FENCE.test(line)) {
-      i = fencedCode(lines, i, parent);
-    } else if (HEADING.test(line)) {
-      const [, hashes, title] = line.match(HEADING);
-      parent.append(element(`h${hashes.length}`, inline(title)));
-      i += 1;
-    } else if (RULE.test(line)) {
-      parent.append(document.createElement("hr"));
-      i += 1;
-    } else if (QUOTE.test(line)) {
-      i = quote(lines, i, parent);
-    } else if (ITEM.test(line)) {
-      i = list(lines, i, parent);
-    } else if (/^( {4}|\t)/.test(line)) {
-      i = indentedCode(lines, i, parent);
-    } else if (line.includes("|") && isTableSeparator(lines[i + 1] ?? "")) {
-      i = table(lines, i, parent);
-    } else {
-      i = paragraph(lines, i, parent);
-    }
+  while (i < lines.length) i = renderBlock(lines, i, parent);
+}
+
+/**
+ * Render the block that starts at `lines[i]` into `parent` (nothing for a blank line); the
+ * index of the line after it, `end`. What it renders depends on `lines[i]` and the lines
+ * after it only, and it reads no line beyond `lines[end + 1]` (growing.js relies on both).
+ */
+export function renderBlock(lines, i, parent) {
+  const line = lines[i];
+  if (!line.trim()) return i + 1;
+  if (FENCE.test(line)) return fencedCode(lines, i, parent);
+  if (HEADING.test(line)) {
+    const [, hashes, title] = line.match(HEADING);
+    parent.append(element(`h${hashes.length}`, inline(title)));
+    return i + 1;
   }
+  if (RULE.test(line)) {
+    parent.append(document.createElement("hr"));
+    return i + 1;
+  }
+  if (QUOTE.test(line)) return quote(lines, i, parent);
+  if (ITEM.test(line)) return list(lines, i, parent);
+  if (/^( {4}|\t)/.test(line)) return indentedCode(lines, i, parent);
+  if (line.includes("|") && isTableSeparator(lines[i + 1] ?? "")) return table(lines, i, parent);
+  return paragraph(lines, i, parent);
 }
 
 function isTableSeparator(line) {
