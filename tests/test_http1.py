@@ -235,3 +235,15 @@ async def test_tls_to_a_server_that_speaks_none_fails_to_connect(server: Server)
     https = server.url.replace("http://", "https://")
     with pytest.raises((ConnectFailure, TimeoutError)):
         await Upstream(https, headers={}, connect_timeout=1).post(b"{}")
+
+
+async def test_an_endless_head_is_refused_not_held(server: Server) -> None:
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Long: ")
+        for _ in range(200):  # 1.6 MB of one header line, never ended
+            writer.write(b"a" * 8192)
+            await writer.drain()
+
+    server.answer = endless
+    with pytest.raises(HTTPFailure, match="head over"):
+        await client(server.url).post(b"{}")

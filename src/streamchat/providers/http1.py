@@ -27,6 +27,10 @@ from urllib.parse import urlsplit
 
 import httptools
 
+# Bytes of an answer's status line and headers: past it the answer is refused (the parser
+# keeps an unfinished header line whole, so an upstream's endless line would grow forever).
+_MAX_HEAD = 64 * 1024
+
 # Body bytes received and not yet taken before the socket stops being read. Past it the
 # upstream's bytes wait in the kernel's socket buffer, not in this process: at C=5000 on a
 # saturated core, 256 KB here was 73 KB of resident memory per open stream.
@@ -86,6 +90,7 @@ class Response:
         self.headers: list[tuple[bytes, bytes]] = []
         self.head: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.received = False  # any byte of the answer came
+        self._head_bytes = 0
         self._body: list[bytes] = []
         self._size = 0
         self._waiter: asyncio.Future[None] | None = None
@@ -130,6 +135,12 @@ class Response:
             self.fail(HTTPFailure(f"invalid HTTP ({exc})"))
             self._connection.close()
             return
+        if not self.head.done():
+            self._head_bytes += len(data)
+            if self._head_bytes > _MAX_HEAD:
+                self.fail(HTTPFailure(f"an answer's head over {_MAX_HEAD} bytes"))
+                self._connection.close()
+                return
         transport = self._connection.transport
         if self._size > _HIGH_WATER and not self._paused and transport is not None:
             self._paused = True
