@@ -22,10 +22,11 @@ from typing import Any
 import uvloop
 from sqlalchemy import event
 
-from streamchat.generation import Generation, NativeFormat, Recorder
+from streamchat.apis.native.format import NativeFormat
 from streamchat.hub import Hooks, MemoryHub
 from streamchat.providers.base import Finish, ProviderEvent, TextDelta
-from streamchat.recorder import AnswerRecorder
+from streamchat.service.generation import Generation, Recorder
+from streamchat.service.recorder import AnswerRecorder
 from streamchat.store import Store, create_engine
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from streamchat.openai.protocol import ErrorResponse
+from streamchat.apis.openai_chat.protocol import ErrorResponse
 
 from .conftest import StartServer
 from .fakeupstream import FakeUpstream

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 from pydantic import TypeAdapter
 
-from streamchat import events
+from streamchat.apis.native import events
 from streamchat.providers.base import TokenUsage
 from streamchat.schemas import DeltaEvent, EndEvent, ErrorEvent, StartEvent, StreamEvent
 

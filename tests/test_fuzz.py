@@ -30,7 +30,7 @@ from schemathesis.checks import (
 )
 from schemathesis.core.result import Ok
 
-from streamchat.openai.protocol import ChatCompletionChunk, ErrorResponse
+from streamchat.apis.openai_chat.protocol import ChatCompletionChunk, ErrorResponse
 from streamchat.schemas import StreamEvent
 
 from .conftest import StartServer

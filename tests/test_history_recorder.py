@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-from streamchat.generation import Generation, NativeFormat, Outcome
+from streamchat.apis.native.format import NativeFormat
 from streamchat.hub import Hooks, MemoryHub
 from streamchat.providers.base import GenerateRequest, TokenUsage
 from streamchat.providers.echo import EchoStream
-from streamchat.recorder import FINISH_WAIT_SECONDS, AnswerRecorder
+from streamchat.service.generation import Generation, Outcome
+from streamchat.service.recorder import FINISH_WAIT_SECONDS, AnswerRecorder
 from streamchat.store import NewTurn, Store, create_engine
 
 from .dbs import UNREACHABLE

@@ -9,7 +9,7 @@ import json
 import aiohttp
 import pytest
 
-from streamchat.openai.protocol import ErrorResponse
+from streamchat.apis.openai_chat.protocol import ErrorResponse
 
 from .conftest import StartServer
 from .dbs import Databases

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streamchat.providers.base import Finish, TextDelta, TokenUsage, UpstreamBadResponse
-from streamchat.providers.openai import _chunk_events
+from streamchat.providers.openai_wire import chunk_events as _chunk_events
 
 HEAD = b'{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":['
 

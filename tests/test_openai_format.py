@@ -7,22 +7,22 @@ from typing import Any
 import orjson
 import pytest
 
-from streamchat.errors import Kind
-from streamchat.generation import Outcome
-from streamchat.openai.errors import from_failure, is_openai_path
-from streamchat.openai.formats import DONE, CompletionFormat, OpenAIChunkFormat
-from streamchat.openai.protocol import (
+from streamchat.apis.openai_chat.errors import from_failure, is_openai_path
+from streamchat.apis.openai_chat.formats import DONE, CompletionFormat, OpenAIChunkFormat
+from streamchat.apis.openai_chat.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
     ErrorResponse,
 )
+from streamchat.errors import Kind
 from streamchat.providers.base import (
     TokenUsage,
     UpstreamBadResponse,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from streamchat.service.generation import Outcome
 
 
 def chunk(payload: bytes) -> ChatCompletionChunk:

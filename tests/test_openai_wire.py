@@ -6,7 +6,7 @@ import aiohttp
 import orjson
 import pytest
 
-from streamchat.openai.protocol import ChatCompletion, ChatCompletionChunk, ErrorResponse
+from streamchat.apis.openai_chat.protocol import ChatCompletion, ChatCompletionChunk, ErrorResponse
 
 from .fakeupstream import FakeUpstream, Script
 from .servers import ServerProcess

@@ -10,8 +10,8 @@ from sqlalchemy import Connection
 
 from streamchat.config import Settings
 from streamchat.errors import Failure, Kind
-from streamchat.history import History, decode_cursor, title_of
 from streamchat.schemas import Usage
+from streamchat.service.history import History, decode_cursor, title_of
 from streamchat.store import Store, StoreUnavailable, create_engine, migrate
 from streamchat.store.engine import HEAD_REVISION, alembic_config
 from streamchat.store.tables import metadata

@@ -67,6 +67,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "upstream_unavailable": ("上游模型服务不可用", "upstream model unavailable"),
     "upstream_timeout": ("上游模型服务超时", "upstream model timed out"),
     "upstream_bad_response": ("上游模型服务出错", "upstream model failed"),
+    "upstream_rejected": ("模型拒绝了请求: {reason}", "the model refused the request: {reason}"),
+    "upstream_rate_limited": (
+        "上游模型服务请求过多,请稍后再试",
+        "the upstream model is rate limited, retry later",
+    ),
+    "parameter_unsupported": ("不支持参数 {param}: {reason}", "{param} is not supported: {reason}"),
     "server_busy": ("服务器繁忙,请稍后再试", "server busy, retry later"),
     "database_unavailable": ("数据库暂时不可用,请稍后再试", "database unavailable, retry later"),
     "conversation_not_found": (
@@ -165,6 +171,7 @@ class Kind(StrEnum):
     DATABASE = "database_unavailable"
     STREAM_UNAVAILABLE = "stream_unavailable"
     UPSTREAM_ERROR = "upstream_error"
+    UPSTREAM_REJECTED = "upstream_rejected"  # the upstream refused what the client sent
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     UPSTREAM_TIMEOUT = "upstream_timeout"
     INTERRUPTED = "interrupted"

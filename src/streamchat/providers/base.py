@@ -8,24 +8,41 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from ..errors import Failure, Kind
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class ChatMessage:
-    """One turn of a conversation."""
+    """One turn of a conversation.
+
+    `content` is the text (None for an assistant turn that only called tools); `parts` keeps
+    an OpenAI content array as the client sent it (images, audio, files beside text), for a
+    provider that can read it; `tool_calls` are an assistant turn's calls in OpenAI's shape
+    (`{id, type: "function", function: {name, arguments}}`), and `tool_call_id` says which
+    call a `tool` turn answers.
+    """
 
     role: Role
-    content: str
+    content: str | None
+    parts: list[dict[str, Any]] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
 
 
 @dataclass(slots=True)
 class GenerateRequest:
-    """What to generate: the conversation so far and the sampling parameters."""
+    """What to generate: the conversation so far and the sampling parameters.
+
+    `tools`, `tool_choice` and `response_format` are in OpenAI's shapes. `passthrough` is the
+    client's own OpenAI request body, when there is one: an OpenAI-compatible upstream is
+    sent that, unchanged but for the model, the stream options and `user`, so that what we
+    do not know still reaches the model.
+    """
 
     messages: Sequence[ChatMessage]
     model: str
@@ -35,6 +52,11 @@ class GenerateRequest:
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
     user: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    passthrough: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -42,6 +64,24 @@ class TextDelta:
     """A piece of the answer's text."""
 
     text: str
+
+
+@dataclass(slots=True)
+class ReasoningDelta:
+    """A piece of the model's reasoning (`reasoning_content`), apart from the answer."""
+
+    text: str
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    """A piece of a tool call: the first piece of call `index` names it (`id`, `name`), the
+    next ones carry more of its JSON `arguments`, as OpenAI streams them."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
 
 
 @dataclass(slots=True)
@@ -54,14 +94,15 @@ class TokenUsage:
 
 @dataclass(slots=True)
 class Finish:
-    """Why generation stopped: `stop` or `length`."""
+    """Why generation stopped, as the model said it: `stop`, `length`, `tool_calls`,
+    `content_filter` (an OpenAI-compatible upstream's own value passes through)."""
 
-    reason: Literal["stop", "length"]
+    reason: str
 
 
 # Not frozen: a frozen dataclass's __init__ goes through object.__setattr__ per field, twice
 # the cost of a plain one, and a TextDelta is made per token.
-ProviderEvent = TextDelta | TokenUsage | Finish
+ProviderEvent = TextDelta | ReasoningDelta | ToolCallDelta | TokenUsage | Finish
 
 
 class ProviderStream(Protocol):
@@ -128,3 +169,50 @@ class UpstreamTimeout(ProviderError):
 
 class UpstreamBadResponse(ProviderError):
     """The provider answered with an error status, an error event or malformed data."""
+
+
+class UpstreamRejected(ProviderError):
+    """The upstream refused the request for what the client sent (400, 404, 422): the client
+    gets the upstream's status and its OpenAI error (`text`, `code`, `param`)."""
+
+    kind = Kind.UPSTREAM_REJECTED
+    key = "upstream_rejected"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        upstream_status: int,
+        text: str,
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(detail, upstream_status=upstream_status)
+        self.params = {"reason": text}
+        self.code = code
+        self.param = param
+
+
+class UpstreamRateLimited(ProviderError):
+    """The upstream said 429: the client is told to wait as long as the upstream said."""
+
+    kind = Kind.RATE_LIMITED
+    key = "upstream_rate_limited"
+
+    def __init__(
+        self, detail: str, *, upstream_status: int, retry_after: int | None = None
+    ) -> None:
+        super().__init__(detail, upstream_status=upstream_status)
+        self.retry_after = retry_after
+
+
+class Unsupported(Failure):
+    """A parameter the serving model cannot honour (an image for a text-only model): 400,
+    naming the parameter."""
+
+    kind = Kind.VALIDATION
+    key = "parameter_unsupported"
+
+    def __init__(self, param: str, reason: str) -> None:
+        super().__init__(param=param, reason=reason)
+        self.param = param

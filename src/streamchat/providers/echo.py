@@ -38,7 +38,7 @@ class EchoStream:
     async def _events(self) -> AsyncIterator[list[ProviderEvent]]:
         messages = self._request.messages
         answer = _until_stop(
-            next((m.content for m in reversed(messages) if m.role == "user"), ""),
+            next((m.content or "" for m in reversed(messages) if m.role == "user"), ""),
             self._request.stop,
         )
         parts = pieces(answer)
@@ -49,7 +49,7 @@ class EchoStream:
             if i and self._delay:
                 await asyncio.sleep(self._delay)
             yield [TextDelta(part)]
-        prompt_tokens = sum(len(pieces(m.content)) for m in messages)
+        prompt_tokens = sum(len(pieces(m.content or "")) for m in messages)
         truncated = limit is not None and len(pieces(answer)) > limit
         yield [
             TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=len(parts)),

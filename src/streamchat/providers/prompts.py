@@ -68,7 +68,7 @@ class PromptBuilder:
             if i % 2 == 0:
                 tokens += self._tokenize(part, True) if part else []
             else:
-                content = messages[int(part)].content
+                content = messages[int(part)].content or ""
                 starts[int(part)] = len(tokens)
                 if content not in memo:
                     memo[content] = self._tokenize(content, False)

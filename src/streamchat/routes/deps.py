@@ -11,10 +11,10 @@ from fastapi import Depends, Query, Request
 
 from ..access.limits import Limiter
 from ..access.ticket import Ticket, ticket_of
-from ..chat import ChatService
 from ..config import Settings
-from ..history import History
 from ..schemas import MAX_INT
+from ..service.chat import ChatService
+from ..service.history import History
 
 T = TypeVar("T")
 

@@ -27,6 +27,7 @@ _HTTP: dict[Kind, tuple[int, Code]] = {
     Kind.DATABASE: (503, Code.DB_OPERATION_ERROR),
     Kind.STREAM_UNAVAILABLE: (503, Code.SERVER_BUSY),
     Kind.UPSTREAM_ERROR: (502, Code.OPERATION_FAILED),
+    Kind.UPSTREAM_REJECTED: (400, Code.INVALID_REQUEST),  # or the upstream's own 4xx
     Kind.UPSTREAM_UNAVAILABLE: (503, Code.SERVER_BUSY),
     Kind.UPSTREAM_TIMEOUT: (504, Code.OPERATION_FAILED),
     Kind.INTERRUPTED: (503, Code.SERVER_BUSY),
@@ -35,7 +36,10 @@ _HTTP: dict[Kind, tuple[int, Code]] = {
 
 
 def status_of(failure: Failure) -> int:
-    """The HTTP status of a failure."""
+    """The HTTP status of a failure (an upstream's refusal of the client's request keeps the
+    upstream's status)."""
+    if failure.kind is Kind.UPSTREAM_REJECTED and failure.upstream_status is not None:
+        return failure.upstream_status
     return _HTTP[failure.kind][0]
 
 

@@ -18,17 +18,17 @@ from .. import __version__
 from ..access.guards import LocalGuard
 from ..access.identity import IdentityGate
 from ..access.limits import Limiter, Quota
-from ..chat import ChatService
+from ..apis.native.orphans import OrphanedAnswers
+from ..apis.openai_chat.protocol import ChatCompletionChunk, ChatCompletionRequest
 from ..config import Settings
-from ..history import History
 from ..hub import MemoryHub, StreamHub
 from ..logs import TraceMiddleware
 from ..metrics import Metrics
-from ..openai.protocol import ChatCompletionChunk, ChatCompletionRequest
-from ..orphans import OrphanedAnswers
 from ..providers import build_provider
-from ..routes import chat, conversations, openai, system, web
+from ..routes import conversations, native, openai_chat, system, web
 from ..schemas import ChatRequest, StreamEvent
+from ..service.chat import ChatService
+from ..service.history import History
 from ..store import Store, create_engine
 from ..store.keys import KeyStore
 from . import handlers, routetable
@@ -38,6 +38,45 @@ from .direct import DirectRoute, DirectRoutes
 from .drain import Drain
 
 log = logging.getLogger("streamchat")
+
+# What a page on a listed origin may send: ours, and what the official OpenAI clients (their
+# `x-stainless-*` telemetry) and the AI SDK send from a browser.
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Accept-Language",
+    "Last-Event-ID",
+    "OpenAI-Organization",
+    "OpenAI-Project",
+    "OpenAI-Beta",
+    "Idempotency-Key",
+    *(
+        f"X-Stainless-{name}"
+        for name in (
+            "Arch",
+            "Lang",
+            "OS",
+            "Package-Version",
+            "Retry-Count",
+            "Runtime",
+            "Runtime-Version",
+            "Timeout",
+            "Helper-Method",
+            "Poll-Helper",
+            "Custom-Poll-Interval",
+            "Async",
+        )
+    ),
+]
+CORS_EXPOSED_HEADERS = [
+    "Trace-Id",
+    "Retry-After",
+    *(
+        f"x-ratelimit-{what}-{of}"
+        for what in ("limit", "remaining", "reset")
+        for of in ("requests", "tokens")
+    ),
+]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -106,8 +145,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             DirectRoutes,
             routes={
-                "/api/chat": DirectRoute(ChatRequest, chat.chat),
-                "/v1/chat/completions": DirectRoute(ChatCompletionRequest, openai.chat_completions),
+                "/api/chat": DirectRoute(ChatRequest, native.chat),
+                "/v1/chat/completions": DirectRoute(
+                    ChatCompletionRequest, openai_chat.chat_completions
+                ),
             },
         )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
@@ -117,13 +158,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origin_list,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Accept-Language", "Last-Event-ID"],
-            expose_headers=["Trace-Id", "Retry-After"],
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_EXPOSED_HEADERS,
         )
     app.add_middleware(TraceMiddleware, who=who_asked)
-    app.include_router(chat.router)
+    app.include_router(native.router)
     app.include_router(conversations.router)
-    app.include_router(openai.router)
+    app.include_router(openai_chat.router)
     app.include_router(system.router)
     app.include_router(web.router)
     app.mount(web.WEB_ASSETS, web.WebAssets(), name="web-assets")

@@ -24,7 +24,7 @@ from typing import Any
 
 import uvicorn
 
-from ..chat import ChatService
+from ..service.chat import ChatService
 
 log = logging.getLogger("streamchat")
 

@@ -16,8 +16,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
+from ..apis.openai_chat import errors as openai_errors
 from ..errors import Failure, Kind, pick_language
-from ..openai import errors as openai_errors
 from ..routes import failures
 
 log = logging.getLogger(__name__)

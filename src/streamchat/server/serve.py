@@ -140,7 +140,7 @@ def worker_app() -> ASGIApp:
     With `--workers N` uvicorn starts fresh processes that import this factory: logging
     configured in the parent does not reach them.
     """
-    from ..routes.responses import ServerSend
+    from ..routes.streaming import ServerSend
     from .app import create_app
     from .gc_tuning import tune_for_serving
 

@@ -7,9 +7,9 @@ import asyncio
 import os
 import sys
 
-from . import keys_cli
-from .config import Settings
-from .logs import configure_logging
+from ..config import Settings
+from ..logs import configure_logging
+from . import keys as keys_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "serve":
-        from .server.serve import serve as run_server
+        from ..server.serve import serve as run_server
 
         return run_server(args.host, args.port, args.workers)
     if args.command == "db":
@@ -57,13 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "keys":
         return asyncio.run(keys_cli.run(args))
     # The client's HTTP library is imported only here: a server process never loads it.
-    from .chat_cli import chat as run_chat
+    from .chat import chat as run_chat
 
     return asyncio.run(run_chat(args))
 
 
 async def _db_upgrade() -> int:
-    from .store import StoreUnavailable, create_engine, migrate
+    from ..store import StoreUnavailable, create_engine, migrate
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)

@@ -8,11 +8,13 @@ as bytes around a prefix encoded once per stream, because `delta` runs once per 
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
-from ..errors import Failure
-from ..generation import Outcome
-from ..providers.base import TokenUsage
+from ...errors import Failure
+from ...providers.base import TokenUsage, ToolCallDelta
+from ...service.generation import Outcome
 from . import errors as openai_errors
 
 DONE = b"[DONE]"
@@ -23,12 +25,32 @@ def completion_id(stream_id: str) -> str:
     return f"chatcmpl-{stream_id}"
 
 
-def finish_reason(outcome: Outcome) -> str:
-    """OpenAI's finish reason: a cancelled answer stopped, as far as its clients know.
+# OpenAI's finish reasons; the model's own passes through when it is one of them.
+FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
 
-    (`cancelled` is not among OpenAI's values, and strictly typed clients reject unknown ones.)
-    """
-    return "length" if outcome.finish_reason == "length" else "stop"
+
+def finish_reason(outcome: Outcome) -> str:
+    """OpenAI's finish reason, as the model gave it; a cancelled answer stopped, as far as its
+    clients know (`cancelled` is not among OpenAI's values, and strictly typed clients reject
+    unknown ones)."""
+    reason = outcome.finish_reason
+    if reason in FINISH_REASONS:
+        return reason
+    return "tool_calls" if outcome.tool_calls and reason != "cancelled" else "stop"
+
+
+def tool_call_piece(call: ToolCallDelta) -> dict[str, Any]:
+    """One `delta.tool_calls` item: the first piece of a call names it, the next ones carry
+    only more of its arguments (as OpenAI streams them)."""
+    function: dict[str, str] = {"arguments": call.arguments}
+    piece: dict[str, Any] = {"index": call.index}
+    if call.id is not None:
+        piece["id"] = call.id
+        piece["type"] = "function"
+    if call.name is not None:
+        function["name"] = call.name
+    piece["function"] = function
+    return piece
 
 
 def usage_object(usage: TokenUsage) -> dict[str, int]:
@@ -68,6 +90,14 @@ class OpenAIChunkFormat:
     def delta(self, index: int, text: str) -> bytes:
         """A chunk with one piece of the answer."""
         return self._delta_head + orjson.dumps(text) + self._delta_tail
+
+    def reasoning(self, index: int, text: str) -> bytes:
+        """A chunk with a piece of reasoning (`delta.reasoning_content`)."""
+        return self._choice(orjson.dumps({"reasoning_content": text}), b"null")
+
+    def tool_call(self, index: int, call: ToolCallDelta) -> bytes:
+        """A chunk with a piece of a tool call (`delta.tool_calls`)."""
+        return self._choice(orjson.dumps({"tool_calls": [tool_call_piece(call)]}), b"null")
 
     def closing(self, index: int, outcome: Outcome) -> list[bytes]:
         """The finish chunk, the usage chunk if asked for, and `[DONE]`; or the error, `[DONE]`.
@@ -115,11 +145,29 @@ class CompletionFormat:
         """The piece, as a JSON string."""
         return orjson.dumps(text)
 
+    def reasoning(self, index: int, text: str) -> None:
+        """Nothing: the reasoning is in the closing object."""
+        return None
+
+    def tool_call(self, index: int, call: ToolCallDelta) -> None:
+        """Nothing: the calls are in the closing object."""
+        return None
+
     def closing(self, index: int, outcome: Outcome) -> list[bytes]:
         """The `chat.completion` object, or the error object (and `failure` is set)."""
         if outcome.error is not None:
             self.failure = outcome.error
             return [openai_errors.stream_error(outcome.error)]
+        message: dict[str, object] = {
+            "role": "assistant",
+            "content": "".join(outcome.text) if outcome.text or not outcome.tool_calls else None,
+            "refusal": None,
+        }
+        if outcome.tool_calls:
+            calls = [outcome.tool_calls[i] for i in sorted(outcome.tool_calls)]
+            message["tool_calls"] = [call.as_openai() for call in calls]
+        if outcome.reasoning:
+            message["reasoning_content"] = "".join(outcome.reasoning)
         completion: dict[str, object] = {
             "id": self._id,
             "object": "chat.completion",
@@ -128,11 +176,7 @@ class CompletionFormat:
             "choices": [
                 {
                     "index": 0,
-                    "message": {
-                        "role": "assistant",
-                        "content": "".join(outcome.text),
-                        "refusal": None,
-                    },
+                    "message": message,
                     "logprobs": None,
                     "finish_reason": finish_reason(outcome),
                 }

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import time
 
-from ..access.limits import FREE, Charge
-from ..chat import ChatService
-from ..config import Settings
-from ..errors import Failure, Kind
-from ..generation import StreamFormat
-from ..hub import Subscription
-from ..providers.base import ChatMessage, GenerateRequest
+from ...access.limits import FREE, Charge
+from ...config import Settings
+from ...errors import Failure, Kind
+from ...hub import Subscription
+from ...providers.base import ChatMessage, GenerateRequest, Role
+from ...service.chat import ChatService
+from ...service.generation import StreamFormat
 from .formats import CompletionFormat, OpenAIChunkFormat
-from .protocol import ChatCompletionRequest
+from .protocol import ChatCompletionRequest, ChatMessageIn
 
 
 async def start_completion(
@@ -51,6 +51,8 @@ async def _start(
     token_limit = body.token_limit()
     if token_limit is not None and token_limit > settings.max_tokens_cap:
         raise Failure(Kind.VALIDATION, "max_tokens_too_large", limit=settings.max_tokens_cap)
+    tool_choice = body.tool_choice
+    tools = None if tool_choice == "none" else body.tool_list()
     request = GenerateRequest(
         messages=_messages(body, settings),
         model=model,
@@ -59,7 +61,12 @@ async def _start(
         top_p=body.top_p,
         stop=body.stop_list(),
         seed=body.seed,
-        user=body.user,
+        user=upstream_user(owner),
+        tools=tools,
+        tool_choice=tool_choice if tools else None,
+        parallel_tool_calls=body.parallel_tool_calls,
+        response_format=body.response_format,
+        passthrough=body.model_dump(exclude_unset=True),
     )
     created = int(time.time())
     fmt: StreamFormat
@@ -67,7 +74,14 @@ async def _start(
         fmt = OpenAIChunkFormat(model=model, created=created, include_usage=body.include_usage())
     else:
         fmt = CompletionFormat(model=model, created=created)
-    return await chat.generate(request, fmt, owner=owner, charge=charge), fmt
+    # A /v1 stream cannot be resumed: when its client goes, so does the upstream request.
+    subscription = await chat.generate(request, fmt, owner=owner, charge=charge, detach_grace=0)
+    return subscription, fmt
+
+
+def upstream_user(owner: int | None) -> str | None:
+    """The `user` an upstream is told: the key's uid, never the client's own text."""
+    return None if owner is None else f"streamchat-uid-{owner}"
 
 
 def _messages(body: ChatCompletionRequest, settings: Settings) -> list[ChatMessage]:
@@ -78,12 +92,30 @@ def _messages(body: ChatCompletionRequest, settings: Settings) -> list[ChatMessa
     limit, total = settings.max_message_chars, 0
     messages = []
     for message in body.messages:
-        text = message.text()
-        if len(text) > limit:
+        size = message.size()
+        if size > limit:
             raise Failure(Kind.TOO_LONG, "message_too_long", limit=limit)
-        total += len(text)
+        total += size
         if total > settings.max_conversation_chars:
             raise Failure(Kind.TOO_LONG, "messages_too_long", limit=settings.max_conversation_chars)
-        role = "system" if message.role == "developer" else message.role
-        messages.append(ChatMessage(role, text))
+        messages.append(_message(message))
     return messages
+
+
+def _message(message: ChatMessageIn) -> ChatMessage:
+    role: Role
+    if message.role == "developer":
+        role = "system"
+    elif message.role == "function":
+        role = "tool"
+    else:
+        role = message.role
+    text = message.text()
+    return ChatMessage(
+        role,
+        text if text or message.content is not None else None,
+        parts=message.media_parts(),
+        tool_calls=message.tool_calls or None,
+        tool_call_id=message.tool_call_id,
+        name=message.name,
+    )

@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .errors import Failure, Kind
+from ..errors import Failure, Kind
+from ..schemas import MessageStatus, Usage
+from ..store import Store, StoreUnavailable
 from .generation import Outcome
-from .schemas import MessageStatus, Usage
-from .store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ and `Retry-After`, so a load balancer or a client backs off instead of piling on
 
 from __future__ import annotations
 
-from .errors import Failure, Kind
+from ..errors import Failure, Kind
 
 # Streams last seconds to minutes: asking for a retry sooner would mostly meet a full server.
 RETRY_AFTER_SECONDS = 5

@@ -9,16 +9,41 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from . import events
-from .errors import Failure, Kind, Lang
-from .hub import StreamHub
-from .metrics import Ending, StreamMeter
-from .providers.base import Finish, ProviderError, ProviderStream, TextDelta, TokenUsage
+from ..errors import Failure, Kind
+from ..hub import StreamHub
+from ..metrics import Ending, StreamMeter
+from ..providers.base import (
+    Finish,
+    ProviderError,
+    ProviderEvent,
+    ProviderStream,
+    ReasoningDelta,
+    TextDelta,
+    TokenUsage,
+    ToolCallDelta,
+)
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """One tool call of an answer, put together from its deltas."""
+
+    id: str
+    name: str
+    arguments: list[str] = field(default_factory=list)
+
+    def as_openai(self) -> dict[str, Any]:
+        """OpenAI's `tool_calls` item."""
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": "".join(self.arguments)},
+        }
 
 
 @dataclass(slots=True)
@@ -29,6 +54,21 @@ class Outcome:
     usage: TokenUsage | None = None
     finish_reason: str = "stop"
     error: Failure | None = None
+    reasoning: list[str] = field(default_factory=list)
+    tool_calls: dict[int, ToolCall] = field(default_factory=dict)
+
+    def add_tool_call(self, delta: ToolCallDelta) -> None:
+        """Put a tool call's piece in its place."""
+        call = self.tool_calls.get(delta.index)
+        if call is None:
+            call = self.tool_calls[delta.index] = ToolCall(delta.id or "", delta.name or "")
+        else:
+            if delta.id and not call.id:
+                call.id = delta.id
+            if delta.name and not call.name:
+                call.name = delta.name
+        if delta.arguments:
+            call.arguments.append(delta.arguments)
 
 
 class Recorder(Protocol):
@@ -54,45 +94,17 @@ class StreamFormat(Protocol):
         """The event for one piece of text."""
         ...
 
+    def reasoning(self, index: int, text: str) -> bytes | None:
+        """The event for a piece of reasoning, or None where the format has none."""
+        ...
+
+    def tool_call(self, index: int, call: ToolCallDelta) -> bytes | None:
+        """The event for a piece of a tool call, or None where the format has none."""
+        ...
+
     def closing(self, index: int, outcome: Outcome) -> list[bytes]:
         """The events that end the stream (the last one ends it)."""
         ...
-
-
-class NativeFormat:
-    """The native `/api/chat` events (DESIGN.md §3)."""
-
-    def __init__(
-        self, *, uid: int, conversation_id: str, message_id: str, model: str, lang: Lang = "zh"
-    ) -> None:
-        self.uid = uid
-        self.conversation_id = conversation_id
-        self.message_id = message_id
-        self.model = model
-        self.lang: Lang = lang
-
-    def opening(self, stream_id: str) -> list[bytes]:
-        """The `start` event."""
-        return [
-            events.start(
-                uid=self.uid,
-                conversation_id=self.conversation_id,
-                message_id=self.message_id,
-                stream_id=stream_id,
-                model=self.model,
-            )
-        ]
-
-    def delta(self, index: int, text: str) -> bytes:
-        """A `delta` event."""
-        return events.delta(index, text)
-
-    def closing(self, index: int, outcome: Outcome) -> list[bytes]:
-        """One `end` or `error` event."""
-        if outcome.error is not None:
-            error = outcome.error
-            return [events.error(index, error.kind.value, error.message(self.lang))]
-        return [events.end(index, outcome.finish_reason, outcome.usage)]
 
 
 # Why a generation was stopped -> the failure it ends with ("cancelled" ends normally).
@@ -196,8 +208,26 @@ class Generation:
                     outcome.usage = event
                 elif type(event) is Finish:
                     outcome.finish_reason = event.reason
+                elif self._other(event, index):
+                    index += 1
+                    self.index = index
             if meter is not None and index > came:
                 meter.token(index - came)
+
+    def _other(self, event: ProviderEvent, index: int) -> bool:
+        """A reasoning or tool-call piece: kept, and written if the format has an event for
+        it (True then)."""
+        payload: bytes | None = None
+        if type(event) is ReasoningDelta:
+            self.outcome.reasoning.append(event.text)
+            payload = self.format.reasoning(index, event.text)
+        elif type(event) is ToolCallDelta:
+            self.outcome.add_tool_call(event)
+            payload = self.format.tool_call(index, event)
+        if payload is None:
+            return False
+        self.hub.append(self.stream_id, payload)
+        return True
 
 
 def _ending(outcome: Outcome) -> Ending:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 
 from ..access.identity import acting_uid, owner_filter
 from ..access.ticket import ticket_of
+from ..apis.native.serving import start_chat
 from ..errors import pick_language
 from ..schemas import ID_PATTERN, MAX_INT, CancelResult, ChatRequest, Envelope, StreamEvent
 from .deps import (
@@ -19,7 +20,7 @@ from .deps import (
     limiter_of,
     settings_of,
 )
-from .responses import EventStreamResponse
+from .streaming import EventStreamResponse
 
 router = APIRouter(prefix="/api", tags=["chat 聊天"])
 
@@ -62,7 +63,7 @@ async def chat(body: ChatRequest, request: Request) -> EventStreamResponse:
     ticket = ticket_of(request.scope)
     uid = acting_uid(ticket, body.uid)
     charge = await limiter_of(request).admit(ticket, uid)
-    subscription = await chat_of(request).start(body, uid, lang, charge)
+    subscription = await start_chat(chat_of(request), body, uid, lang, charge)
     return EventStreamResponse(
         subscription,
         ping_seconds=settings.ping_seconds,

@@ -11,12 +11,12 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from .config import Settings
-from .errors import Failure, Kind
-from .providers.base import ChatMessage, Role
+from ..config import Settings
+from ..errors import Failure, Kind
+from ..providers.base import ChatMessage, Role
+from ..schemas import ConversationPage, MessageList
+from ..store import NewTurn, Store
 from .recorder import AnswerRecorder
-from .schemas import ConversationPage, MessageList
-from .store import NewTurn, Store
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import orjson
 
-from .providers.base import TokenUsage
+from ...providers.base import TokenUsage
 
 
 def start(*, uid: int, conversation_id: str, message_id: str, stream_id: str, model: str) -> bytes:

@@ -10,9 +10,9 @@ import logging
 
 import orjson
 
+from ...errors import Failure, Kind
+from ...store import Store, StoreUnavailable
 from . import events
-from .errors import Failure, Kind
-from .store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

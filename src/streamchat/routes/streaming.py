@@ -34,8 +34,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import sse
+from ..apis.openai_chat.formats import CompletionFormat
 from ..hub import Subscription
-from ..openai.formats import CompletionFormat
 from . import failures
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ import sys
 import aiohttp
 import orjson
 
-from .sse import SSEDecoder
+from ..sse import SSEDecoder
 
 
 async def chat(args: argparse.Namespace) -> int:

@@ -11,10 +11,10 @@ import argparse
 import sys
 from datetime import datetime
 
-from .access.keys import display_prefix, key_hash, new_key
-from .config import Settings
-from .store import StoreUnavailable, create_engine, migrate
-from .store.keys import KeyLimits, KeyRecord, KeyStore
+from ..access.keys import display_prefix, key_hash, new_key
+from ..config import Settings
+from ..store import StoreUnavailable, create_engine, migrate
+from ..store.keys import KeyLimits, KeyRecord, KeyStore
 
 NOT_FOUND = 1
 DATABASE_FAILED = 3

@@ -10,17 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 
-from .access.limits import FREE, Charge
-from .config import Settings
-from .errors import Failure, Kind, Lang
-from .generation import Generation, NativeFormat, Recorder, StreamFormat
-from .history import History
-from .hub import Hooks, StreamHub, StreamNotFound, Subscription
-from .limits import StreamSlots
-from .metrics import Metrics, StreamMeter
-from .providers.base import GenerateRequest, Provider, ProviderError, ProviderStream
-from .schemas import ChatRequest
+from ..access.limits import FREE, Charge
+from ..config import Settings
+from ..errors import Failure, Kind
+from ..hub import Hooks, StreamHub, StreamNotFound, Subscription
+from ..metrics import Metrics, StreamMeter
+from ..providers.base import GenerateRequest, Provider, ProviderError, ProviderStream
+from .generation import Generation, Recorder, StreamFormat
+from .history import History, Turn
+from .slots import StreamSlots
 
 log = logging.getLogger(__name__)
 
@@ -62,48 +62,56 @@ class ChatService:
         """Background tasks of the stream hub that have stopped (each one fails others)."""
         return self._hub.stopped()
 
-    async def start(
-        self, request: ChatRequest, uid: int, lang: Lang = "zh", charge: Charge = FREE
+    async def start_turn(
+        self,
+        *,
+        uid: int,
+        conversation_id: str | None,
+        message: str,
+        model: str,
+        make_format: Callable[[Turn], StreamFormat],
+        charge: Charge = FREE,
+        api: str = "native",
     ) -> Subscription:
-        """Begin answering a native chat request for `uid`; return the subscription its
-        response follows. `lang` is the language of the stream's `error` event, should the
-        answer fail; `charge` is settled when it ends (or now, if it never begins)."""
+        """Begin answering `message` as the next turn of a stored conversation of `uid` (a
+        new one when `conversation_id` is None); return the subscription its response follows.
+
+        `make_format` writes the stream in the caller's wire format once the turn's ids are
+        known; `charge` is settled when the answer ends (or now, if it never begins)."""
         try:
-            return await self._start(request, uid, lang, charge)
+            return await self._start_turn(
+                uid, conversation_id, message, model, make_format, charge, api
+            )
         except BaseException:
             self._settle(charge, 0)
             raise
 
-    async def _start(
-        self, request: ChatRequest, uid: int, lang: Lang, charge: Charge
+    async def _start_turn(
+        self,
+        uid: int,
+        conversation_id: str | None,
+        message: str,
+        model: str,
+        make_format: Callable[[Turn], StreamFormat],
+        charge: Charge,
+        api: str,
     ) -> Subscription:
-        model = self.resolve_model(request.model)
-        if len(request.message) > self._settings.max_message_chars:
+        if len(message) > self._settings.max_message_chars:
             raise Failure(Kind.TOO_LONG, "message_too_long", limit=self._settings.max_message_chars)
-        meter = self._metrics.meter("native", model)
+        meter = self._metrics.meter(api, model)
         # A refusal writes nothing (DESIGN §8): the stream slot is taken before the turn is
         # written, and a turn the provider refuses, or whose stream cannot be made, is taken
         # back. The user's message is still committed before anything is generated.
         self._take_slot()  # given back when the generation task ends (see _launch)
         try:
             turn = await self._history.begin(
-                uid=uid,
-                conversation_id=request.conversation_id,
-                message=request.message,
-                model=model,
-            )
-            fmt = NativeFormat(
-                uid=uid,
-                conversation_id=turn.ids.conversation_id,
-                message_id=turn.ids.answer_id,
-                model=model,
-                lang=lang,
+                uid=uid, conversation_id=conversation_id, message=message, model=model
             )
             recorder = self._history.recorder(turn)
             try:
                 return await self._generate(
                     GenerateRequest(messages=turn.messages, model=model),
-                    fmt,
+                    make_format(turn),
                     recorder,
                     turn.ids.stream_id,
                     uid,
@@ -129,9 +137,12 @@ class ChatService:
         owner: int | None = None,
         charge: Charge = FREE,
         api: str = "openai",
+        detach_grace: float | None = None,
     ) -> Subscription:
         """Have the provider accept `request`, then stream its answer into a new hub stream
         owned by `owner`; `charge` is settled with the tokens it used when it ends.
+        `detach_grace` overrides STREAMCHAT_DETACH_GRACE_SECONDS for this stream (0 for a
+        stream nobody can resume: its upstream is closed as soon as its client leaves).
 
         Raises the provider's `Failure` if it refuses, or `Kind.BUSY` beyond STREAMCHAT_MAX_STREAMS;
         returns a subscription from the stream's first event once it has accepted. `recorder`
@@ -144,7 +155,9 @@ class ChatService:
             self._settle(charge, 0)
             raise
         try:
-            return await self._generate(request, fmt, recorder, stream_id, owner, charge, meter)
+            return await self._generate(
+                request, fmt, recorder, stream_id, owner, charge, meter, detach_grace
+            )
         except BaseException as exc:
             self._slots.give_back()
             self._settle(charge, 0)
@@ -169,12 +182,14 @@ class ChatService:
         owner: int | None,
         charge: Charge,
         meter: StreamMeter | None,
+        detach_grace: float | None = None,
     ) -> Subscription:
         upstream = await self._open(request)
         stream_id = stream_id or uuid.uuid4().hex
         opening = fmt.opening(stream_id)
         try:
-            await self._hub.create(stream_id, self._hooks(stream_id), owner)
+            grace = self._settings.detach_grace_seconds if detach_grace is None else detach_grace
+            await self._hub.create(stream_id, self._hooks(stream_id, grace), owner)
             for payload in opening:
                 self._hub.append(stream_id, payload)
             subscription = await self._hub.subscribe(stream_id, after=-1)
@@ -272,9 +287,9 @@ class ChatService:
         task.add_done_callback(self._background.discard)
         task.add_done_callback(_log_failure)
 
-    def _hooks(self, stream_id: str) -> Hooks:
+    def _hooks(self, stream_id: str, grace: float) -> Hooks:
         return Hooks(
-            on_idle=lambda: self._on_idle(stream_id),
+            on_idle=lambda: self._on_idle(stream_id, grace),
             on_cancel=lambda: self._stop(stream_id, "cancelled"),
             on_lost=lambda: self._stop(stream_id, "lost"),
         )
@@ -284,14 +299,13 @@ class ChatService:
         if generation is not None:
             generation.stop(reason)
 
-    def _on_idle(self, stream_id: str) -> None:
+    def _on_idle(self, stream_id: str, grace: float) -> None:
         """The last follower left: keep generating for the grace period, then give up.
 
         Followers are counted again when it expires (even with grace 0): on a shared hub a
         follower on another node, or one that came back meanwhile, keeps the answer going.
         """
-        grace = max(self._settings.detach_grace_seconds, 0)
-        asyncio.get_running_loop().call_later(grace, self._check_followers, stream_id)
+        asyncio.get_running_loop().call_later(max(grace, 0), self._check_followers, stream_id)
 
     def _check_followers(self, stream_id: str) -> None:
         task = asyncio.create_task(self._abandon_if_unfollowed(stream_id))
@@ -311,4 +325,4 @@ def _log_failure(task: asyncio.Task[None]) -> None:
 
 def _prompt_estimate(request: GenerateRequest) -> int:
     """A prompt's tokens, roughly (four characters a token), for when no usage comes."""
-    return sum(len(message.content) for message in request.messages) // 4 + 1
+    return sum(len(message.content or "") for message in request.messages) // 4 + 1

@@ -9,18 +9,18 @@ from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
 from ..access.ticket import ticket_of
-from ..errors import Failure, Kind
-from ..openai.formats import CompletionFormat
-from ..openai.protocol import (
+from ..apis.openai_chat.formats import CompletionFormat
+from ..apis.openai_chat.protocol import (
     ChatCompletion,
     ChatCompletionRequest,
     ErrorResponse,
     ModelCard,
     ModelList,
 )
-from ..openai.serving import start_completion
+from ..apis.openai_chat.serving import start_completion
+from ..errors import Failure, Kind
 from .deps import ChatDep, SettingsDep, chat_of, limiter_of, settings_of
-from .responses import CompletionResponse, EventStreamResponse
+from .streaming import CompletionResponse, EventStreamResponse
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 

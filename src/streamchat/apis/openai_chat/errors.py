@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 
-from ..access.ticket import Api, api_of
-from ..errors import Failure
-from ..providers.base import ProviderError
+from ...access.ticket import Api, api_of
+from ...errors import Failure
+from ...providers.base import ProviderError, Unsupported, UpstreamRateLimited, UpstreamRejected
 
 # OpenAI's `code` for our message keys, where it has one, and the parameter at fault.
 _CODE_OF_KEY = {
@@ -80,8 +80,19 @@ def from_failure(failure: Failure, status: int) -> tuple[int, bytes]:
     upstream's own: its 401 means our key is wrong, which is the operator's problem, not the
     caller's, and its text may name its address. Both are in the log, with the trace id.
     """
+    if isinstance(failure, UpstreamRejected):
+        # What the client sent was refused: it gets the upstream's own words about it.
+        return status, body(
+            status, str(failure.params["reason"]), code=failure.code, param=failure.param
+        )
+    if isinstance(failure, UpstreamRateLimited):
+        return status, body(status, failure.message("en"), code="rate_limit_exceeded")
     if isinstance(failure, ProviderError):
         return status, body(status, failure.message("en"), code=failure.kind.value)
+    if isinstance(failure, Unsupported):
+        return status, body(
+            status, failure.message("en"), code="unsupported_parameter", param=failure.param
+        )
     code = _CODE_OF_KEY.get(failure.key, failure.key)
     param = _PARAM_OF_KEY.get(failure.key)
     return status, body(status, failure.message("en"), code=code, param=param)

@@ -1,0 +1,1 @@
+"""The wire APIs: one folder each, with its contract, its stream format and its serving."""
