@@ -29,6 +29,40 @@ class Script:
     hang_before_headers: bool = False
     hang_after: int | None = None  # stop sending (but keep the connection) after N tokens
     finish_reason: str = "stop"
+    # Raw `delta` objects sent instead of `tokens` (tool calls, reasoning), one chunk each.
+    deltas: list[dict[str, Any]] | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # on an error answer (Retry-After)
+
+
+def tool_call_deltas(
+    calls: list[tuple[str, str, str]], piece: int = 4, *, parallel: bool = False
+) -> list[dict[str, Any]]:
+    """The deltas of tool calls `(id, name, arguments)` as OpenAI streams them: the first
+    piece of each names it, the next ones carry `piece` characters of its arguments.
+    `parallel` interleaves the calls' pieces, as some servers do."""
+    streams = []
+    for index, (call_id, name, arguments) in enumerate(calls):
+        pieces: list[dict[str, Any]] = [
+            {
+                "index": index,
+                "id": call_id,
+                "type": "function",
+                "function": {"name": name, "arguments": ""},
+            }
+        ]
+        for at in range(0, len(arguments), piece):
+            pieces.append({"index": index, "function": {"arguments": arguments[at : at + piece]}})
+        streams.append(pieces)
+    if parallel:
+        ordered = [p for group in _interleave(streams) for p in group]
+    else:
+        ordered = [p for pieces in streams for p in pieces]
+    return [{"tool_calls": [p]} for p in ordered]
+
+
+def _interleave(streams: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    rounds = max(len(s) for s in streams)
+    return [[s[i] for s in streams if i < len(s)] for i in range(rounds)]
 
 
 @dataclass
@@ -54,6 +88,7 @@ class FakeUpstream:
 
     def __init__(self) -> None:
         self.script = Script()
+        self.queued: list[Script] = []  # taken one per request before `script`
         self.records: list[Record] = []
         self._server: asyncio.Server | None = None
         self.port = 0
@@ -72,7 +107,12 @@ class FakeUpstream:
 
     def reset(self, script: Script | None = None) -> None:
         self.script = script or Script()
+        self.queued.clear()
         self.records.clear()
+
+    def queue(self, *scripts: Script) -> None:
+        """The next requests get these scripts, in order; then `script` again."""
+        self.queued.extend(scripts)
 
     async def next_record(self, wait_seconds: float = 5.0) -> Record:
         """Wait for a request to arrive; the latest one."""
@@ -91,10 +131,11 @@ class FakeUpstream:
             record = Record(orjson.loads(body), time.monotonic())
             self.records.append(record)
             watcher = asyncio.create_task(_watch_close(reader, record))
+            script = self.queued.pop(0) if self.queued else self.script
             try:
-                await self._respond(self.script, record, writer)
+                await self._respond(script, record, writer)
             finally:
-                if self.script.hang_before_headers or self.script.hang_after is not None:
+                if script.hang_before_headers or script.hang_after is not None:
                     await record.closed.wait()
                 watcher.cancel()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
@@ -106,10 +147,11 @@ class FakeUpstream:
         if script.hang_before_headers:
             return
         if script.status != 200:
+            extra = "".join(f"{k}: {v}\r\n" for k, v in script.headers.items()).encode()
             writer.write(
-                b"HTTP/1.1 %d Error\r\nContent-Type: application/json\r\n"
+                b"HTTP/1.1 %d Error\r\nContent-Type: application/json\r\n%b"
                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%b"
-                % (script.status, len(script.error_body), script.error_body)
+                % (script.status, extra, len(script.error_body), script.error_body)
             )
             await writer.drain()
             return
@@ -124,6 +166,9 @@ class FakeUpstream:
         send = _Sender(writer, model)
         await send.chunk({"role": "assistant", "content": ""})
         if script.first_delay and await _closed_during(record, script.first_delay):
+            return
+        if script.deltas is not None:
+            await self._deltas(script, script.deltas, record, send)
             return
         for i, token in enumerate(script.tokens):
             if record.closed.is_set():
@@ -144,6 +189,20 @@ class FakeUpstream:
         await send.chunk({}, finish_reason=script.finish_reason)
         if (record.body.get("stream_options") or {}).get("include_usage"):
             await send.usage(record.body["messages"], len(script.tokens))
+        await send.data(b"[DONE]")
+        await send.end()
+
+    async def _deltas(
+        self, script: Script, deltas: list[dict[str, Any]], record: Record, send: _Sender
+    ) -> None:
+        for delta in deltas:
+            record.token_times.append(time.monotonic())
+            await send.chunk(delta)
+            if script.delay and await _closed_during(record, script.delay):
+                return
+        await send.chunk({}, finish_reason=script.finish_reason)
+        if (record.body.get("stream_options") or {}).get("include_usage"):
+            await send.usage(record.body["messages"], len(deltas))
         await send.data(b"[DONE]")
         await send.end()
 

@@ -119,13 +119,22 @@ async def test_upstream_401_is_a_502_without_the_upstreams_text(
     assert upstream.base_url in line
 
 
-async def test_upstream_busy_is_503(
+async def test_upstream_rate_limit_is_429_with_its_retry_after(
     http: aiohttp.ClientSession, server: ServerProcess, upstream: FakeUpstream
 ) -> None:
-    upstream.reset(Script(status=429, error_body=b'{"error":{"message":"slow down"}}'))
+    upstream.reset(
+        Script(
+            status=429,
+            error_body=b'{"error":{"message":"slow down"}}',
+            headers={"Retry-After": "12"},
+        )
+    )
     async with await post_chat(http, server) as response:
-        assert response.status == 503
-        assert "slow down" not in (await response.json())["message"]
+        assert response.status == 429
+        assert response.headers["Retry-After"] == "12"
+        body = await response.json()
+        assert body["code"] == 63
+        assert "slow down" not in body["message"]
         trace_id = response.headers["trace-id"]
     await server.logged(trace_id, "slow down")
 

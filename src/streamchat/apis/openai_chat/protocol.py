@@ -9,10 +9,11 @@ image for a text-only model) is refused by its provider, naming the parameter.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from ...schemas import MAX_INT
@@ -36,9 +37,34 @@ _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
 
 
+def _unsupported(message: str) -> PydanticCustomError:
+    """What streamchat itself cannot pass back, whatever the model (code
+    `unsupported_parameter`)."""
+    return PydanticCustomError("unsupported", message)
+
+
 def _invalid(message: str) -> PydanticCustomError:
     """A value that makes no sense (shown as it is, code `invalid_value`)."""
     return PydanticCustomError("invalid_request", message)
+
+
+def _unportable(value: Any, path: tuple[str, ...]) -> str | None:
+    """The dotted path of the first number JSON cannot carry portably, or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else ".".join(path) or "body"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None if _INT64_MIN <= value <= _INT64_MAX else ".".join(path) or "body"
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _unportable(item, (*path, str(key)))
+        if found is not None:
+            return found
+    return None
 
 
 class ChatMessageIn(BaseModel):
@@ -200,7 +226,10 @@ class ChatCompletionRequest(BaseModel):
     user: str | None = Field(
         None, description="Replaced: the upstream is told the key's uid, not this text"
     )
-    n: int | None = Field(None, ge=1, le=128, description="Choices; the embedded model: 1")
+    n: int | None = Field(None, ge=_INT64_MIN, le=_INT64_MAX, description="Only 1")
+    logprobs: bool | None = Field(None, description="Only false")
+    top_logprobs: int | None = Field(None, ge=_INT64_MIN, le=_INT64_MAX, description="Only 0")
+    modalities: list[str] | None = Field(None, description='Only ["text"]')
     tools: list[Tool] | None = Field(None, description="Functions the model may call")
     tool_choice: str | dict[str, Any] | None = Field(
         None, description='`"none"`, `"auto"`, `"required"`, or a named function'
@@ -209,6 +238,41 @@ class ChatCompletionRequest(BaseModel):
     response_format: dict[str, Any] | None = Field(
         None, description="`text`, `json_object`, or `json_schema` with its schema"
     )
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _json_an_upstream_can_read(cls, value: Any) -> Any:
+        # What is forwarded unread must still be JSON that any upstream parses: no infinite
+        # numbers (`1e999`) and no integers beyond 64 bits, wherever they are.
+        where = _unportable(value, ())
+        if where is not None:
+            raise _invalid(f"'{where}' is a number out of range")
+        return value
+
+    # One choice of text is what streamchat streams and stores, whatever the model: more
+    # choices, log probabilities or audio would be silently dropped, so they are refused.
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, value: int | None) -> int | None:
+        if value not in (None, 1):
+            raise _unsupported("n > 1 is not supported: one choice per request")
+        return value
+
+    @field_validator("logprobs", "top_logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: object) -> object:
+        if value:
+            raise _unsupported("logprobs are not supported")
+        return value
+
+    @field_validator("modalities")
+    @classmethod
+    def _text_only(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any(m != "text" for m in value):
+            raise _unsupported("only the 'text' output modality is supported")
+        return value
 
     @field_validator("stream_options")
     @classmethod
