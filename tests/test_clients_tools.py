@@ -15,7 +15,10 @@ from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionFunctionToolParam
 from pydantic import BaseModel
 
+from .conftest import StartServer
+from .dbs import Databases
 from .fakeupstream import FakeUpstream, Script, tool_call_deltas
+from .keyring import create_key
 from .servers import ServerProcess
 
 MODEL = "gpt-4o-mini"  # the openai provider's default model name
@@ -325,3 +328,16 @@ async def test_the_operators_and_upstreams_failures_are_a_generic_502(
     assert error.status_code == 502
     assert "sk-secret" not in str(error)
     assert "10.0.0.1" not in str(error)
+
+
+async def test_the_upstream_is_told_the_keys_uid_never_the_clients_user(
+    databases: Databases, start_server: StartServer, upstream: FakeUpstream
+) -> None:
+    db = await databases.new("sqlite")
+    key = await create_key(db, 7)
+    keyed = await start_server(auth="keys", **db)
+    async with AsyncOpenAI(base_url=keyed.url + "/v1", api_key=key, max_retries=0) as c:
+        await c.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "x"}], user="admin"
+        )
+    assert upstream.records[-1].body["user"] == "streamchat-uid-7"

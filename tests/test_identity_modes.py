@@ -3,6 +3,9 @@ ownership across two nodes, and the `streamchat keys` command's exit codes."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import aiohttp
 import pytest
 
@@ -66,6 +69,38 @@ async def test_listed_origins_may_write_and_get_cors_headers(
     ) as preflight:
         assert preflight.status == 200
         assert preflight.headers["access-control-allow-origin"] == "http://app.example:3000"
+
+
+def stainless_headers() -> list[str]:
+    """The `x-stainless-*` headers the official openai npm package sends, read from it."""
+    package = Path(__file__).parent / "js" / "node_modules" / "openai"
+    found = set()
+    for source in [*package.glob("*.js"), *package.glob("internal/**/*.js")]:
+        found |= {
+            m.lower() for m in re.findall(r"[Xx]-[Ss]tainless-[A-Za-z-]+", source.read_text())
+        }
+    assert "x-stainless-retry-count" in found, "the package's layout changed: update this reader"
+    return sorted(found)
+
+
+async def test_a_listed_origin_may_send_what_the_openai_npm_client_sends(
+    http: aiohttp.ClientSession, start_server: StartServer
+) -> None:
+    server = await start_server(
+        provider="echo", echo_delay_ms="1", cors_origins="http://app.example:3000"
+    )
+    requested = ["authorization", "content-type", *stainless_headers()]
+    async with http.options(
+        server.url + "/v1/chat/completions",
+        headers={
+            "Origin": "http://app.example:3000",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": ",".join(requested),
+        },
+    ) as preflight:
+        assert preflight.status == 200, await preflight.text()
+        allowed = preflight.headers["access-control-allow-headers"].lower()
+        assert set(requested) <= {h.strip() for h in allowed.split(",")}
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import aiohttp
 import openai
 import pytest
 
+from .conftest import StartServer
 from .fakeupstream import FakeUpstream, Script, closed_within
 from .servers import ServerProcess
 from .sseclient import FrameReader
@@ -36,6 +37,23 @@ async def test_disconnect_mid_stream_closes_the_upstream_within_a_second(
     assert len(record.token_times) < 10
     await asyncio.sleep(0.2)
     assert "Traceback" not in server.log()[log_before:], "a client leaving is not an error"
+
+
+async def test_a_v1_stream_is_not_kept_for_a_resume_whatever_the_detach_grace(
+    start_server: StartServer, upstream: FakeUpstream
+) -> None:
+    patient = await start_server(detach_grace_seconds="30")
+    upstream.reset(SLOW)
+    async with client_for(patient) as client:
+        stream = await client.chat.completions.create(model=MODEL, messages=HELLO, stream=True)
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                break
+        record = upstream.records[-1]
+        dropped = time.monotonic()
+        await stream.close()
+        await closed_within(record, since=dropped)
+    assert len(record.token_times) < 10
 
 
 async def test_client_giving_up_on_a_non_streamed_answer_closes_the_upstream(
