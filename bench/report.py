@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .scenarios import DIRECT, GO, Scenario
+from .scenarios import DIRECT, GO, OPENAI, TOOLS, Scenario
 
 TPS = "tokens_per_s"
 Run = dict[str, Any]
@@ -254,6 +254,20 @@ def _burst(r: _Rows) -> None:
         CPU_OF_GO,
         gateways_only=True,
     )
+    _tools_at_text_cost(r)
+
+
+def _tools_at_text_cost(r: _Rows) -> None:
+    """Issue 22: a tool-call stream costs no more CPU per token than a text stream (within
+    the 10% that separates two runs of the same route)."""
+    tools, text = r.runs.get(TOOLS.key), r.runs.get(OPENAI.key)
+    if tools is None or text is None:
+        return
+    ratio = _cpu_per_token(tools) / _cpu_per_token(text)
+    cells = {t.key: "—" for t in r.scenario.targets}
+    cells[TOOLS.key] = f"{ratio:.2f}"
+    metric = "tool-call CPU/token × text's"
+    r.rows.append(Check(r.scenario.key, metric, cells, f"{ratio:.2f}×", "≤ 1.1×", ratio <= 1.1))
 
 
 def _single(r: _Rows) -> None:

@@ -25,7 +25,7 @@ class Target:
     key: str
     label: str
     path: str
-    wire: str  # the event format loadgen reads: "native" or "openai"
+    wire: str  # the event format loadgen reads: "native", "openai" or "openai-tools"
     workers: int = 0  # 0: not streamchat (the direct upstream, or the Go gateway)
     nodes: int = 1  # 2: two nodes on a private Redis, every stream followed on the second
 
@@ -34,6 +34,8 @@ DIRECT = Target("direct", "direct upstream", "/v1/chat/completions", "openai")
 GO = Target("go", "Go passthrough", "/v1/chat/completions", "openai")
 NATIVE = Target("api", "/api/chat", "/api/chat", "native", workers=1)
 OPENAI = Target("openai", "/v1/chat/completions", "/v1/chat/completions", "openai", workers=1)
+# The same route answering with a tool call: its tokens are pieces of the call's arguments.
+TOOLS = Target("tools", "/v1, a tool call", "/v1/chat/completions", "openai-tools", workers=1)
 ONE_WORKER = Target("workers1", "/api/chat, 1 worker", "/api/chat", "native", workers=1)
 TWO_WORKERS = Target("workers2", "/api/chat, --workers 2", "/api/chat", "native", workers=2)
 LLAMA_DIRECT = Target("direct", "llama-cpp-python in-process", "", "")
@@ -144,7 +146,7 @@ def scenarios(cfg: Config) -> list[Scenario]:
             f"C={cfg.c_burst}, upstream sends {cfg.tokens} tokens at once",
             cfg.c_burst,
             0,
-            (DIRECT, GO, NATIVE, OPENAI),
+            (DIRECT, GO, NATIVE, OPENAI, TOOLS),
         ),
         Scenario("single", "C=1, added time to first token", 1, 0, (DIRECT, GO, NATIVE, OPENAI)),
         Scenario(

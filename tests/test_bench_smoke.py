@@ -117,6 +117,12 @@ def test_bench_smoke_run_prints_the_table_and_saves_sane_figures(tmp_path: Path)
     assert checks[("many", "streams failed before 1st token")]["holds"] is True
     # CPU per token is judged against the Go passthrough of the same run.
     assert "× Go" in checks[("burst", "gateway CPU µs/token")]["result"]
+    # The tool-call stream carries every token (pieces of the arguments) and is judged
+    # against the text stream of the same run.
+    tools = document["runs"]["burst"]["tools"]
+    assert tools["errors"]["total"] == 0
+    assert tools["tokens"] >= tools["streams"]["completed"] * TOKENS > 0
+    assert checks[("burst", "tool-call CPU/token × text's")]["holds"] in (True, False)
 
 
 def test_bench_smoke_run_of_the_embedded_model_scenario(tmp_path: Path, model_dir: Path) -> None:

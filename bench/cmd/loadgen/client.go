@@ -38,18 +38,33 @@ var wires = map[string]wire{
 		isEnd:   func(d []byte) bool { return bytes.Equal(d, []byte("[DONE]")) },
 		isError: func(d []byte) bool { return bytes.HasPrefix(d, []byte(`{"error"`)) },
 	},
+	// The same stream for a request that offers a tool: the tokens are pieces of a call's
+	// arguments (delta.tool_calls[].function.arguments).
+	"openai-tools": {
+		body: `{"model":"bench-model","stream":true,` +
+			`"messages":[{"role":"user","content":"What is the weather in Paris?"}],` +
+			`"tools":[{"type":"function","function":{"name":"get_weather","parameters":` +
+			`{"type":"object","properties":{"city":{"type":"string"}}}}}]}`,
+		isToken: func(d []byte) bool { return hasString(d, argumentsKey) },
+		isEnd:   func(d []byte) bool { return bytes.Equal(d, []byte("[DONE]")) },
+		isError: func(d []byte) bool { return bytes.HasPrefix(d, []byte(`{"error"`)) },
+	},
 }
 
 var contentKey = []byte(`"content":`)
+var argumentsKey = []byte(`"arguments":`)
 
 // hasContent: some "content" key has a non-empty string value (the role chunk's is "").
-func hasContent(d []byte) bool {
+func hasContent(d []byte) bool { return hasString(d, contentKey) }
+
+// hasString: some `key` has a non-empty string value.
+func hasString(d, key []byte) bool {
 	for {
-		i := bytes.Index(d, contentKey)
+		i := bytes.Index(d, key)
 		if i < 0 {
 			return false
 		}
-		d = bytes.TrimLeft(d[i+len(contentKey):], " ")
+		d = bytes.TrimLeft(d[i+len(key):], " ")
 		if len(d) >= 2 && d[0] == '"' && d[1] != '"' {
 			return true
 		}

@@ -51,7 +51,7 @@ func parseFlags() options {
 	flag.IntVar(&o.c, "c", 64, "concurrent streams")
 	flag.DurationVar(&o.duration, "duration", 20*time.Second, "length of the whole run, ramp included")
 	flag.DurationVar(&o.ramp, "ramp", 0, "spread the workers' first requests over this time")
-	flag.StringVar(&o.wire, "wire", "native", "event format: native (streamchat's /api/chat) or openai")
+	flag.StringVar(&o.wire, "wire", "native", "event format: native (streamchat's /api/chat), openai, or openai-tools (a tool call's arguments)")
 	flag.StringVar(&o.body, "body", "", "request body (default: a one-message request for -wire)")
 	flag.StringVar(&o.headers, "H", "", "extra headers, 'Name: value' separated by '|'")
 	flag.IntVar(&o.expect, "expect-tokens", 0, "tokens each complete stream must carry (0: no check)")
@@ -67,7 +67,7 @@ func parseFlags() options {
 		}
 	}
 	if _, ok := wires[o.wire]; !ok {
-		fail("unknown -wire %q (native or openai)", o.wire)
+		fail("unknown -wire %q (native, openai or openai-tools)", o.wire)
 	}
 	if o.c < 1 || o.duration <= 0 || o.ramp < 0 || o.ramp >= o.duration {
 		fail("need -c >= 1 and 0 <= -ramp < -duration")

@@ -52,6 +52,7 @@ type request struct {
 	Messages []struct {
 		Content any `json:"content"`
 	} `json:"messages"`
+	Tools []json.RawMessage `json:"tools"`
 }
 
 type server struct {
@@ -153,17 +154,32 @@ func (s *server) stream(w http.ResponseWriter, r *http.Request, a *answer, usage
 	if !send(a.chunk(`{"role":"assistant","content":""}`, "null")) {
 		return false
 	}
+	// With tools, the answer is one call whose arguments come a token a chunk, as a model
+	// server streams them; the tokens are the same words.
+	piece, finish := `{"content":"`, `"stop"`
+	if a.tools {
+		first := `{"tool_calls":[{"index":0,"id":"call_` + a.id + `","type":"function",` +
+			`"function":{"name":"get_weather","arguments":""}}]}`
+		if !send(a.chunk(first, "null")) {
+			return false
+		}
+		piece, finish = `{"tool_calls":[{"index":0,"function":{"arguments":"`, `"tool_calls"`
+	}
+	closing := `"}`
+	if a.tools {
+		closing = `"}}]}`
+	}
 	began := time.Now()
 	for i := 0; i < a.tokens; i++ {
 		due := began.Add(s.cfg.firstDelay + time.Duration(i)*s.cfg.delay)
 		if !pause(r, time.Until(due)) {
 			return false
 		}
-		if !send(a.chunk(`{"content":"`+words[i%len(words)]+`"}`, "null")) {
+		if !send(a.chunk(piece+words[i%len(words)]+closing, "null")) {
 			return false
 		}
 	}
-	if !send(a.chunk(`{}`, `"stop"`)) {
+	if !send(a.chunk(`{}`, finish)) {
 		return false
 	}
 	if usage && !send(a.usage()) {
@@ -194,6 +210,7 @@ type answer struct {
 	model  string
 	tokens int
 	prompt int
+	tools  bool // the request offered tools: answer with a call
 	buf    []byte
 }
 
@@ -218,7 +235,10 @@ func (s *server) answer(req *request) *answer {
 	id := "chatcmpl-bench-" + strconv.FormatInt(s.seq.Add(1), 10)
 	head := `{"id":"` + id + `","object":"chat.completion.chunk","created":` +
 		strconv.FormatInt(time.Now().Unix(), 10) + `,"model":"` + model + `","choices":[`
-	return &answer{head: head, id: id, model: model, tokens: n, prompt: prompt, buf: make([]byte, 0, 256)}
+	return &answer{
+		head: head, id: id, model: model, tokens: n, prompt: prompt, tools: len(req.Tools) > 0,
+		buf: make([]byte, 0, 256),
+	}
 }
 
 func (a *answer) chunk(delta, finish string) []byte {
