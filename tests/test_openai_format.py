@@ -8,7 +8,12 @@ import orjson
 import pytest
 
 from streamchat.apis.openai_chat.errors import from_failure, is_openai_path
-from streamchat.apis.openai_chat.formats import DONE, CompletionFormat, OpenAIChunkFormat
+from streamchat.apis.openai_chat.formats import (
+    DONE,
+    CompletionFormat,
+    OpenAIChunkFormat,
+    finish_reason,
+)
 from streamchat.apis.openai_chat.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -18,6 +23,7 @@ from streamchat.apis.openai_chat.protocol import (
 from streamchat.errors import Kind
 from streamchat.providers.base import (
     TokenUsage,
+    ToolCallDelta,
     UpstreamBadResponse,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -44,6 +50,72 @@ def test_chunks_from_role_to_done() -> None:
     assert chunk(finish).choices[0].finish_reason == "stop"
     assert "usage" not in orjson.loads(finish), "no usage field unless asked for"
     assert done == DONE
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_tool_call_and_reasoning_chunks_in_openais_shapes(include_usage: bool) -> None:
+    from openai.types.chat import ChatCompletionChunk as OfficialChunk
+
+    fmt = OpenAIChunkFormat(model="m", created=7, include_usage=include_usage)
+    fmt.opening("s1")
+    payloads = [
+        fmt.reasoning(1, 'thinking "hard"'),
+        fmt.tool_call(2, ToolCallDelta(0, "call_1", "get_weather", "")),
+        fmt.tool_call(3, ToolCallDelta(0, None, None, '{"city": ')),
+        fmt.tool_call(4, ToolCallDelta(1, "call_2", "f", "{}")),
+        fmt.tool_call(5, ToolCallDelta(0, None, None, '"Paris"}')),
+    ]
+    outcome = Outcome(text=[], finish_reason="tool_calls")
+    outcome.add_tool_call(ToolCallDelta(0, "call_1", "get_weather", ""))
+    finish, *_ = fmt.closing(6, outcome)
+    for payload in [*payloads, finish]:
+        chunk(payload)
+        OfficialChunk.model_validate(orjson.loads(payload))  # the client's own type
+    deltas = [orjson.loads(p)["choices"][0]["delta"] for p in payloads]
+    assert deltas[0] == {"reasoning_content": 'thinking "hard"'}
+    assert deltas[1] == {
+        "tool_calls": [
+            {
+                "index": 0,
+                "id": "call_1",
+                "type": "function",
+                "function": {"arguments": "", "name": "get_weather"},
+            }
+        ]
+    }
+    assert deltas[2] == {"tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]}
+    assert deltas[4] == {"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]}
+    assert chunk(finish).choices[0].finish_reason == "tool_calls"
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [("stop", "stop"), ("length", "length"), ("tool_calls", "tool_calls"),
+     ("content_filter", "content_filter"), ("cancelled", "stop"), ("eos", "stop")],
+)  # fmt: skip
+def test_finish_reasons_pass_through_when_openai_has_them(given: str, sent: str) -> None:
+    assert finish_reason(Outcome(text=[], finish_reason=given)) == sent
+
+
+def test_a_non_streamed_answer_of_tool_calls_has_null_content() -> None:
+    fmt = CompletionFormat(model="m", created=7)
+    fmt.opening("s1")
+    outcome = Outcome(text=[], finish_reason="tool_calls", reasoning=["why"])
+    for piece in (
+        ToolCallDelta(1, "call_b", "g", "{}"),
+        ToolCallDelta(0, "call_a", "f", '{"x"'),
+        ToolCallDelta(0, None, None, ": 1}"),
+    ):
+        outcome.add_tool_call(piece)
+    [body] = fmt.closing(1, outcome)
+    completion = ChatCompletion.model_validate_json(body)
+    message = completion.choices[0].message
+    assert message.content is None
+    assert message.reasoning_content == "why"
+    assert [(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or ()] == [
+        ("call_a", "f", '{"x": 1}'),
+        ("call_b", "g", "{}"),
+    ]
 
 
 def test_include_usage_puts_null_usage_on_every_chunk_and_a_usage_chunk_last() -> None:

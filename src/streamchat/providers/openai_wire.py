@@ -105,35 +105,35 @@ def retry_after_seconds(response: Response) -> int | None:
     return None
 
 
-class _Function(msgspec.Struct):
+class _Function(msgspec.Struct, gc=False):
     name: str | None = None
     arguments: str | None = None
 
 
-class _ToolCall(msgspec.Struct):
+class _ToolCall(msgspec.Struct, gc=False):
     index: int = 0
     id: str | None = None
     function: _Function | None = None
 
 
-class _Delta(msgspec.Struct):
+class _Delta(msgspec.Struct, gc=False):
     content: str | None = None
     reasoning_content: str | None = None
     reasoning: str | None = None  # the name some servers (vLLM, OpenRouter) use
     tool_calls: list[_ToolCall] | None = None
 
 
-class _Choice(msgspec.Struct):
+class _Choice(msgspec.Struct, gc=False):
     delta: _Delta | None = None
     finish_reason: str | None = None
 
 
-class _Usage(msgspec.Struct):
+class _Usage(msgspec.Struct, gc=False):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
 
 
-class _Chunk(msgspec.Struct):
+class _Chunk(msgspec.Struct, gc=False):
     """What we read of a `chat.completion.chunk`; every other field is skipped unread."""
 
     choices: list[_Choice] | None = None
@@ -143,6 +143,7 @@ class _Chunk(msgspec.Struct):
 
 # msgspec rather than orjson for chunks: decoding into these types skips the fields we do not
 # use (id, model, created, logprobs…) without building them, 1.1 µs a chunk instead of 1.9.
+# `gc=False`: a chunk's structs hold no cycles, and untracked ones cost a tenth less to make.
 _decode_chunk = msgspec.json.Decoder(_Chunk).decode
 
 

@@ -218,12 +218,12 @@ class Generation:
         """A reasoning or tool-call piece: kept, and written if the format has an event for
         it (True then)."""
         payload: bytes | None = None
-        if type(event) is ReasoningDelta:
-            self.outcome.reasoning.append(event.text)
-            payload = self.format.reasoning(index, event.text)
-        elif type(event) is ToolCallDelta:
+        if type(event) is ToolCallDelta:  # the usual one: a call's arguments come a token a piece
             self.outcome.add_tool_call(event)
             payload = self.format.tool_call(index, event)
+        elif type(event) is ReasoningDelta:
+            self.outcome.reasoning.append(event.text)
+            payload = self.format.reasoning(index, event.text)
         if payload is None:
             return False
         self.hub.append(self.stream_id, payload)

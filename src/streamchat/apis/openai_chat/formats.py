@@ -74,6 +74,8 @@ class OpenAIChunkFormat:
         # A delta chunk is these two around the JSON string of its text (once per token).
         self._delta_head = b""
         self._delta_tail = b'},"logprobs":null,"finish_reason":null}]' + self._tail
+        self._arguments_heads: dict[int, bytes] = {}
+        self._arguments_tail = b"}}]" + self._delta_tail
 
     def opening(self, stream_id: str) -> list[bytes]:
         """The chunk that carries the assistant's role."""
@@ -97,6 +99,13 @@ class OpenAIChunkFormat:
 
     def tool_call(self, index: int, call: ToolCallDelta) -> bytes:
         """A chunk with a piece of a tool call (`delta.tool_calls`)."""
+        if call.id is None and call.name is None:  # more of the arguments: once per token
+            head = self._arguments_heads.get(call.index)
+            if head is None:
+                head = self._head + b'{"index":0,"delta":{"tool_calls":[{"index":%d,' % call.index
+                head += b'"function":{"arguments":'
+                self._arguments_heads[call.index] = head
+            return head + orjson.dumps(call.arguments) + self._arguments_tail
         return self._choice(orjson.dumps({"tool_calls": [tool_call_piece(call)]}), b"null")
 
     def closing(self, index: int, outcome: Outcome) -> list[bytes]:
