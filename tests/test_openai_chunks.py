@@ -64,6 +64,8 @@ def test_tool_call_pieces_and_reasoning() -> None:
         (b"[1, 2]", "unexpected chunk"),
         (HEAD + b'{"delta":{"content":42}}]}', "unexpected chunk"),
         (HEAD + b'{"delta":{"tool_calls":[{"index":"x"}]}}]}', "unexpected chunk"),
+        (HEAD + b'{"delta":{"tool_calls":[{"index":128}]}}]}', "tool call numbered 128"),
+        (HEAD + b'{"delta":{"tool_calls":[{"index":-1}]}}]}', "tool call numbered -1"),
         (b'{"choices": [', "invalid JSON"),
     ],
 )

@@ -105,6 +105,10 @@ def retry_after_seconds(response: Response) -> int | None:
     return None
 
 
+# Tool calls of one answer: indexes past this are a broken upstream, not a model's choice.
+MAX_TOOL_CALLS = 128
+
+
 class _Function(msgspec.Struct, gc=False):
     name: str | None = None
     arguments: str | None = None
@@ -182,6 +186,8 @@ def _rare_pieces(delta: _Delta, events: list[ProviderEvent]) -> None:
     if reasoning:
         events.append(ReasoningDelta(reasoning))
     for call in delta.tool_calls or ():
+        if not 0 <= call.index < MAX_TOOL_CALLS:
+            raise UpstreamBadResponse(f"the upstream sent a tool call numbered {call.index}")
         function = call.function
         events.append(
             ToolCallDelta(
