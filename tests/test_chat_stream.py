@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 
 from .conftest import StartServer
-from .fakeupstream import FakeUpstream, Script
+from .fakeupstream import FakeUpstream, Script, tool_call_deltas
 from .servers import ServerProcess
 from .sseclient import FrameReader, events
 
@@ -193,3 +193,24 @@ async def test_unknown_model_is_400(http: aiohttp.ClientSession, server: ServerP
         body = await response.json()
     assert body["code"] == 51
     assert "no-such-model" in body["message"]
+
+
+async def test_the_native_stream_stays_plain_text_whatever_the_model_sends(
+    http: aiohttp.ClientSession, server: ServerProcess, upstream: FakeUpstream
+) -> None:
+    upstream.reset(
+        Script(
+            deltas=[
+                {"reasoning_content": "hmm"},
+                {"content": "Hi"},
+                *tool_call_deltas([("call_1", "f", "{}")]),
+            ],
+            finish_reason="content_filter",
+        )
+    )
+    async with await post_chat(http, server) as response:
+        got = events(await FrameReader(response).all())
+    assert [e["type"] for e in got] == ["start", "delta", "end"]
+    assert got[1]["delta"] == "Hi"
+    assert got[2]["finish_reason"] == "stop", "the contract's reasons only"
+    assert [e["index"] for e in got] == [0, 1, 2]

@@ -7,6 +7,9 @@ from ...providers.base import ToolCallDelta
 from ...service.generation import Outcome
 from . import events
 
+# The native contract's finish reasons (DESIGN §3).
+_NATIVE_REASONS = frozenset({"stop", "length", "cancelled"})
+
 
 class NativeFormat:
     """The native `/api/chat` events (DESIGN.md §3)."""
@@ -49,4 +52,7 @@ class NativeFormat:
         if outcome.error is not None:
             error = outcome.error
             return [events.error(index, error.kind.value, error.message(self.lang))]
-        return [events.end(index, outcome.finish_reason, outcome.usage)]
+        reason = outcome.finish_reason
+        if reason not in _NATIVE_REASONS:  # a model's own (`content_filter`): the text stopped
+            reason = "stop"
+        return [events.end(index, reason, outcome.usage)]
