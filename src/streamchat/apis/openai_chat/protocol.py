@@ -9,14 +9,21 @@ image for a text-only model) is refused by its provider, naming the parameter.
 
 from __future__ import annotations
 
-import math
-import re
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
-from pydantic_core import PydanticCustomError
 
 from ...schemas import MAX_INT
+from .messages import (
+    INT64_MAX,
+    INT64_MIN,
+    ChatMessageIn,
+    StreamOptions,
+    Tool,
+    invalid,
+    unportable,
+    unsupported,
+)
 from .objects import (
     AssistantMessage,
     ChatCompletion,
@@ -28,170 +35,6 @@ from .objects import (
     ModelCard,
     ModelList,
 )
-
-# Unknown fields are kept (and forwarded upstream): OpenAI adds parameters every few months.
-_OPEN = ConfigDict(extra="allow")
-# Integers OpenAI documents as 64-bit (`seed`, `n`); every other one is bounded by MAX_INT.
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
-
-
-def _unsupported(message: str) -> PydanticCustomError:
-    """What streamchat itself cannot pass back, whatever the model (code
-    `unsupported_parameter`)."""
-    return PydanticCustomError("unsupported", message)
-
-
-def _invalid(message: str) -> PydanticCustomError:
-    """A value that makes no sense (shown as it is, code `invalid_value`)."""
-    return PydanticCustomError("invalid_request", message)
-
-
-def _unportable(value: Any, path: tuple[str, ...]) -> str | None:
-    """The dotted path of the first number JSON cannot carry portably, or None."""
-    if isinstance(value, float):
-        return None if math.isfinite(value) else ".".join(path) or "body"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return None if _INT64_MIN <= value <= _INT64_MAX else ".".join(path) or "body"
-    if isinstance(value, dict):
-        items: Any = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return None
-    for key, item in items:
-        found = _unportable(item, (*path, str(key)))
-        if found is not None:
-            return found
-    return None
-
-
-class ChatMessageIn(BaseModel):
-    """One turn of the conversation the client sends (the API is stateless)."""
-
-    model_config = _OPEN
-
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"] = Field(
-        description="`developer` is read as `system`"
-    )
-    content: str | list[dict[str, Any]] | None = Field(
-        None,
-        description="A string, or an array of content parts (`text`, `image_url`, "
-        "`input_audio`, `file`); null for an assistant turn that only calls tools",
-    )
-    name: str | None = Field(None, description="The participant's name, passed on")
-    tool_calls: list[dict[str, Any]] | None = Field(
-        None, description="An assistant turn's tool calls, as the model made them"
-    )
-    tool_call_id: str | None = Field(None, description="The call a `tool` message answers")
-    refusal: str | None = None
-
-    @field_validator("content", mode="before")
-    @classmethod
-    def _string_or_parts(cls, value: Any) -> Any:
-        # Checked here, before pydantic tries each member of the union, so that the client
-        # gets one clear message instead of one per member.
-        if value is None or isinstance(value, str):
-            return value
-        if not isinstance(value, list):
-            raise _invalid("content must be a string or an array of content parts")
-        for part in value:
-            kind = part.get("type") if isinstance(part, dict) else None
-            if not isinstance(kind, str):
-                raise _invalid("each content part must be an object with a 'type'")
-            if kind not in _PART_TYPES:
-                raise _invalid(
-                    f"content parts of type '{kind}' are unknown: "
-                    "'text', 'image_url', 'input_audio', 'file' or 'refusal'"
-                )
-            if kind == "text" and not isinstance(part.get("text"), str):
-                raise _invalid("a text content part needs a string 'text'")
-        return value
-
-    @field_validator("tool_calls")
-    @classmethod
-    def _calls_are_functions(cls, value: list[dict[str, Any]] | None) -> Any:
-        for call in value or ():
-            function = call.get("function")
-            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-                raise _invalid("each tool call needs a 'function' with a 'name'")
-            if not isinstance(function.get("arguments", ""), str):
-                raise _invalid("a tool call's 'arguments' must be a string of JSON")
-        return value
-
-    def text(self) -> str:
-        """The text of the content (its text parts joined with newlines)."""
-        if self.content is None:
-            return ""
-        if isinstance(self.content, str):
-            return self.content
-        return "\n".join(
-            part["text"]
-            for part in self.content
-            if part.get("type") in ("text", "refusal") and isinstance(part.get("text"), str)
-        )
-
-    def media_parts(self) -> list[dict[str, Any]] | None:
-        """The content parts when some are not text (images, audio, files), else None."""
-        if isinstance(self.content, list) and any(
-            part.get("type") not in ("text", "refusal") for part in self.content
-        ):
-            return self.content
-        return None
-
-    def size(self) -> int:
-        """Characters of the message that a model reads, for the conversation's bound."""
-        size = len(self.text())
-        for call in self.tool_calls or ():
-            size += len(str(call.get("function", {}).get("arguments", "")))
-        return size
-
-
-class StreamOptions(BaseModel):
-    """Options of a streamed answer."""
-
-    model_config = _OPEN
-
-    include_usage: bool | None = Field(
-        None, description="Send a last chunk with the usage and no choices before `[DONE]`"
-    )
-
-
-class FunctionDefinition(BaseModel):
-    """A function the model may call."""
-
-    model_config = _OPEN
-
-    name: str = Field(description="Letters, digits, `_`, `-`, `.`, `:`; at most 64")
-    description: str | None = None
-    parameters: dict[str, Any] | None = Field(None, description="A JSON Schema object")
-    strict: bool | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _a_function_name(cls, value: str) -> str:
-        if not _FUNCTION_NAME.match(value):
-            raise _invalid("a function name must be 1 to 64 letters, digits, '_', '-', '.' or ':'")
-        return value
-
-
-class Tool(BaseModel):
-    """One tool: a function (other kinds go to an upstream as they are)."""
-
-    model_config = _OPEN
-
-    type: str = Field(description="`function`")
-    function: FunctionDefinition | None = None
-
-    @field_validator("function")
-    @classmethod
-    def _functions_are_defined(
-        cls, value: FunctionDefinition | None, info: ValidationInfo
-    ) -> FunctionDefinition | None:
-        if info.data.get("type") == "function" and value is None:
-            raise _invalid("a tool of type 'function' needs its 'function'")
-        return value
 
 
 class ChatCompletionRequest(BaseModel):
@@ -222,13 +65,13 @@ class ChatCompletionRequest(BaseModel):
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     stop: str | list[str] | None = Field(None, description="Up to 4 stop sequences")
-    seed: int | None = Field(None, ge=_INT64_MIN, le=_INT64_MAX)
+    seed: int | None = Field(None, ge=INT64_MIN, le=INT64_MAX)
     user: str | None = Field(
         None, description="Replaced: the upstream is told the key's uid, not this text"
     )
-    n: int | None = Field(None, ge=_INT64_MIN, le=_INT64_MAX, description="Only 1")
+    n: int | None = Field(None, ge=INT64_MIN, le=INT64_MAX, description="Only 1")
     logprobs: bool | None = Field(None, description="Only false")
-    top_logprobs: int | None = Field(None, ge=_INT64_MIN, le=_INT64_MAX, description="Only 0")
+    top_logprobs: int | None = Field(None, ge=INT64_MIN, le=INT64_MAX, description="Only 0")
     modalities: list[str] | None = Field(None, description='Only ["text"]')
     tools: list[Tool] | None = Field(None, description="Functions the model may call")
     tool_choice: str | dict[str, Any] | None = Field(
@@ -246,9 +89,9 @@ class ChatCompletionRequest(BaseModel):
     def _json_an_upstream_can_read(cls, value: Any) -> Any:
         # What is forwarded unread must still be JSON that any upstream parses: no infinite
         # numbers (`1e999`) and no integers beyond 64 bits, wherever they are.
-        where = _unportable(value, ())
+        where = unportable(value, ())
         if where is not None:
-            raise _invalid(f"'{where}' is a number out of range")
+            raise invalid(f"'{where}' is a number out of range")
         return value
 
     # One choice of text is what streamchat streams and stores, whatever the model: more
@@ -257,21 +100,21 @@ class ChatCompletionRequest(BaseModel):
     @classmethod
     def _one_choice(cls, value: int | None) -> int | None:
         if value not in (None, 1):
-            raise _unsupported("n > 1 is not supported: one choice per request")
+            raise unsupported("n > 1 is not supported: one choice per request")
         return value
 
     @field_validator("logprobs", "top_logprobs")
     @classmethod
     def _no_logprobs(cls, value: object) -> object:
         if value:
-            raise _unsupported("logprobs are not supported")
+            raise unsupported("logprobs are not supported")
         return value
 
     @field_validator("modalities")
     @classmethod
     def _text_only(cls, value: list[str] | None) -> list[str] | None:
         if value is not None and any(m != "text" for m in value):
-            raise _unsupported("only the 'text' output modality is supported")
+            raise unsupported("only the 'text' output modality is supported")
         return value
 
     @field_validator("stream_options")
@@ -280,7 +123,7 @@ class ChatCompletionRequest(BaseModel):
         cls, value: StreamOptions | None, info: ValidationInfo
     ) -> StreamOptions | None:
         if value is not None and not info.data.get("stream"):
-            raise _invalid("stream_options is only allowed when stream is true")
+            raise invalid("stream_options is only allowed when stream is true")
         return value
 
     @field_validator("max_completion_tokens")
@@ -288,7 +131,7 @@ class ChatCompletionRequest(BaseModel):
     def _one_token_limit(cls, value: int | None, info: ValidationInfo) -> int | None:
         other = info.data.get("max_tokens")
         if value is not None and other is not None and other != value:
-            raise _invalid("max_tokens and max_completion_tokens differ: set only one")
+            raise invalid("max_tokens and max_completion_tokens differ: set only one")
         return value
 
     @field_validator("stop", mode="before")
@@ -297,23 +140,23 @@ class ChatCompletionRequest(BaseModel):
         if value is None or isinstance(value, str):
             return value
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise _invalid("stop must be a string or an array of strings")
+            raise invalid("stop must be a string or an array of strings")
         if len(value) > 4:
-            raise _invalid("stop takes at most 4 sequences")
+            raise invalid("stop takes at most 4 sequences")
         return value
 
     @field_validator("tool_choice")
     @classmethod
     def _a_tool_choice(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, str) and value not in ("none", "auto", "required"):
-            raise _invalid("tool_choice must be 'none', 'auto', 'required' or a named tool")
+            raise invalid("tool_choice must be 'none', 'auto', 'required' or a named tool")
         if isinstance(value, dict) and value.get("type") == "function":
             function = value.get("function")
             if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-                raise _invalid("a named tool_choice needs 'function': {'name': …}")
+                raise invalid("a named tool_choice needs 'function': {'name': …}")
             names = {t.function.name for t in info.data.get("tools") or () if t.function}
             if function["name"] not in names:
-                raise _invalid(f"tool_choice names '{function['name']}', which is not in tools")
+                raise invalid(f"tool_choice names '{function['name']}', which is not in tools")
         return value
 
     @field_validator("response_format")
@@ -323,13 +166,13 @@ class ChatCompletionRequest(BaseModel):
             return value
         kind = value.get("type")
         if kind not in ("text", "json_object", "json_schema"):
-            raise _invalid("response_format.type must be 'text', 'json_object' or 'json_schema'")
+            raise invalid("response_format.type must be 'text', 'json_object' or 'json_schema'")
         if kind == "json_schema":
             spec = value.get("json_schema")
             if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-                raise _invalid("a json_schema response_format needs 'json_schema': {'name', …}")
+                raise invalid("a json_schema response_format needs 'json_schema': {'name', …}")
             if not isinstance(spec.get("schema", {}), dict):
-                raise _invalid("response_format.json_schema.schema must be a JSON Schema object")
+                raise invalid("response_format.json_schema.schema must be a JSON Schema object")
         return value
 
     def token_limit(self) -> int | None:
