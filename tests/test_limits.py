@@ -150,9 +150,9 @@ async def test_counters_out_of_reach_let_requests_through_uncounted() -> None:
     windows = RedisWindows(closed, "t:", timeout=1)
     try:
         with pytest.raises(CountersUnavailable):
-            await windows.admit("key:1", "s", 1, 0, 0)
+            await windows.admit("key:1", "s", 1, 0, 0, 0)
         with pytest.raises(CountersUnavailable):
-            await windows.settle("key:1", "s", 5)
+            await windows.settle("key:1", "s", 5, 0, 0)
     finally:
         await windows.aclose()
     limiter = Limiter(Quota(requests_per_minute=1), redis_url=closed)

@@ -8,10 +8,15 @@ path belongs to, then closes the connection; the app never sees the request.
 
 The bound travels in uvicorn's own `h11_max_incomplete_event_size` setting, the same meaning
 for the other protocol, because uvicorn hands a worker process its `Config` and nothing else.
+
+The same protocol enforces the connection bounds of connections.py: a head must be whole
+within STREAMCHAT_HEAD_TIMEOUT_SECONDS of the connection (or of its first byte, after a
+keep-alive wait), and one address may hold STREAMCHAT_MAX_CONNECTIONS_PER_ADDRESS open.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -22,6 +27,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from ..errors import Failure, Kind
 from ..logs import escape
 from . import handlers
+from .connections import ConnectionBounds
 
 log = logging.getLogger("streamchat.access")
 
@@ -47,18 +53,61 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # one endless header line grow without bound.
         self._in_head = False
         self._raw_head = 0
+        bounds = getattr(self.config, "bounds", None)  # a plain uvicorn Config has none
+        self._bounds = bounds if isinstance(bounds, ConnectionBounds) else ConnectionBounds()
+        self._counted: str | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Count the connection against its address, or close it; start the head clock."""
+        super().connection_made(transport)
+        address = self.client[0] if self.client else None
+        if not self._bounds.opened(address):
+            transport.abort()  # no answer: a client over its share gets nothing to read
+            return
+        self._counted = address
+        self._start_head_clock()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Uncount the connection and stop its clock."""
+        self._stop_head_clock()
+        self._bounds.closed(self._counted)
+        self._counted = None
+        super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
-        """A new request: its head is counted from zero."""
+        """A new request: its head is counted from zero, and timed."""
         super().on_message_begin()
         self._head_bytes = 0
         self._in_head = True
         self._raw_head = 0
+        if self._head_timer is None:  # after a keep-alive wait; the first one runs already
+            self._start_head_clock()
 
     def on_headers_complete(self) -> None:
         """The head is whole: what follows is the body."""
         self._in_head = False
+        self._stop_head_clock()
         super().on_headers_complete()
+
+    def _start_head_clock(self) -> None:
+        self._head_timer = self.loop.call_later(self._bounds.head_timeout, self._head_too_slow)
+
+    def _stop_head_clock(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        """No whole head in time: close, without an answer (the client is not reading one)."""
+        self._head_timer = None
+        if not self.transport.is_closing():
+            log.info(
+                "%s: connection closed, no request head within %.0f s",
+                self.client[0] if self.client else "-",
+                self._bounds.head_timeout,
+            )
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         """Feed the parser, then refuse a head still incomplete past the bound."""

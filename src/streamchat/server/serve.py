@@ -33,6 +33,7 @@ def serve(host: str | None, port: int | None, workers: int) -> int:
     """Run the HTTP server (`workers` processes sharing the port); the exit code."""
     import uvicorn
 
+    from .connections import ConnectionBounds, ServeConfig
     from .headlimit import BoundedHttpToolsProtocol
     from .workers import Workers
 
@@ -43,6 +44,10 @@ def serve(host: str | None, port: int | None, workers: int) -> int:
         os.environ["STREAMCHAT_PORT"] = str(port)
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
+    refusal = settings.refusal()
+    if refusal is not None:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
     if settings.provider == "local" and not _prepare_local_model(settings):
         return 2
     if workers > 1 and not settings.redis_url:
@@ -58,13 +63,23 @@ def serve(host: str | None, port: int | None, workers: int) -> int:
     except ListenError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    config = uvicorn.Config(
+    config = ServeConfig(
         "streamchat.server.serve:worker_app",
         factory=True,
         workers=workers,
         loop="uvloop",
         http=BoundedHttpToolsProtocol,  # httptools, with a bound on the request head
         h11_max_incomplete_event_size=settings.max_header_bytes,  # that bound (headlimit.py)
+        bounds=ConnectionBounds.build(
+            settings.head_timeout_seconds,
+            settings.max_connections_per_address,
+            settings.trusted_proxy_list,
+        ),
+        timeout_keep_alive=settings.keepalive_timeout_seconds,
+        # uvicorn believes loopback's X-Forwarded-For by default: anyone on the machine
+        # could then write any client address into the logs. Only the listed proxies.
+        proxy_headers=bool(settings.trusted_proxy_list),
+        forwarded_allow_ips=settings.trusted_proxy_list or None,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,
