@@ -29,7 +29,7 @@ local rlimit, tlimit, slimit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(AR
 local rleft, tleft = 0, 0
 if rlimit > 0 then
   local used = estimate(KEYS[1])
-  if used + 1 > rlimit then return {1, 0, 0} end
+  if used + 1 > rlimit then return {1, 0, 0, minute} end
   rleft = math.floor(rlimit - used - 1)
 end
 local reserve = 0
