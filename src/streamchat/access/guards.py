@@ -59,12 +59,10 @@ class LocalGuard:
         cors_origins: Iterable[str],
         *,
         refuse_proxied: bool = False,
-        port: int = 0,
     ) -> None:
         self._hosts = {host_name(h) for h in allowed_hosts}
         self._origins = {o.rstrip("/").lower() for o in cors_origins}
         self._refuse_proxied = refuse_proxied
-        self._port = port  # 0: not known (any port is ours)
 
     async def admit(self, ticket: Ticket, scope: Scope) -> None:
         """Refuse a request for another host, or a cross-origin write."""
@@ -87,7 +85,10 @@ class LocalGuard:
         if host_name(host) not in LOOPBACK_HOSTS:
             return True
         port = host_port(host)
-        return port is not None and bool(self._port) and port != self._port
+        # The port the connection really reached (the socket's, whatever the settings say).
+        server = scope.get("server")
+        ours = server[1] if server and len(server) > 1 else None
+        return port is not None and ours is not None and port != ours
 
     def _same(self, origin: str, host: str) -> bool:
         origin = origin.rstrip("/").lower()

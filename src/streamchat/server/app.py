@@ -195,7 +195,6 @@ def gates(settings: Settings, keys: KeyStore) -> list[Gate]:
             settings.cors_origin_list,
             # Off only because nothing was set: nobody chose to serve a proxy's clients.
             refuse_proxied=settings.auth is None,
-            port=settings.port,
         )
     ]
 
