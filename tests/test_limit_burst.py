@@ -8,6 +8,9 @@ import asyncio
 import aiohttp
 import pytest
 
+from streamchat.access.redis_windows import RedisWindows
+from streamchat.access.windows import OK, TOKENS, LocalWindows, Windows
+
 from .conftest import StartServer
 from .dbs import Databases
 from .fakeupstream import FakeUpstream, Script
@@ -144,3 +147,28 @@ async def test_followers_of_a_key_are_capped(
     for follower in followers:
         follower.close()
     chat.close()
+
+
+@pytest.mark.parametrize("shared", [False, True])
+async def test_a_reservation_is_taken_back_from_the_minute_it_was_made_in(
+    shared: bool, redis_prefix: str
+) -> None:
+    windows: Windows = RedisWindows(SHARED_URL, redis_prefix) if shared else LocalWindows()
+    try:
+        first = await windows.admit("key:9", "a", 0, LIMIT, 0, 60)
+        assert (first.refused, first.tokens_left) == (OK, 40)
+        refused = await windows.admit("key:9", "b", 0, LIMIT, 0, 60)
+        assert (refused.refused, refused.tokens_left) == (TOKENS, 40)
+        # A reservation is capped at the limit: alone in its minute, a large one fits.
+        await windows.settle("key:9", "a", 7, 60, first.minute)
+        after = await windows.admit("key:9", "c", 0, LIMIT, 0, 10_000)
+        assert after.refused == TOKENS  # 7 spent: the whole 100 no longer fits
+        second = await windows.admit("key:9", "d", 0, LIMIT, 0, 93)
+        assert (second.refused, second.tokens_left) == (OK, 0)
+        # A reservation whose minute has left the window is not taken back from the
+        # current minute's count (which never held it).
+        await windows.settle("key:9", "d", 0, 93, second.minute - 5)
+        again = await windows.admit("key:9", "e", 0, LIMIT, 0, 1)
+        assert again.refused == TOKENS
+    finally:
+        await windows.aclose()

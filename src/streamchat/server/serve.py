@@ -57,6 +57,15 @@ def serve(host: str | None, port: int | None, workers: int) -> int:
             "started it (others answer 404); set STREAMCHAT_REDIS_URL to share streams",
             file=sys.stderr,
         )
+    try:
+        bounds = ConnectionBounds.build(
+            settings.head_timeout_seconds,
+            settings.max_connections_per_address,
+            settings.trusted_proxy_list,
+        )
+    except ValueError as exc:
+        print(f"error: STREAMCHAT_TRUSTED_PROXIES: {exc}", file=sys.stderr)
+        return 2
     _raise_open_file_limit()
     try:
         sockets = bind_listeners(settings.host, settings.port, LISTENERS, _LISTEN_BACKLOG)
@@ -70,11 +79,7 @@ def serve(host: str | None, port: int | None, workers: int) -> int:
         loop="uvloop",
         http=BoundedHttpToolsProtocol,  # httptools, with a bound on the request head
         h11_max_incomplete_event_size=settings.max_header_bytes,  # that bound (headlimit.py)
-        bounds=ConnectionBounds.build(
-            settings.head_timeout_seconds,
-            settings.max_connections_per_address,
-            settings.trusted_proxy_list,
-        ),
+        bounds=bounds,  # head timeout, connections per address (connections.py)
         timeout_keep_alive=settings.keepalive_timeout_seconds,
         # uvicorn believes loopback's X-Forwarded-For by default: anyone on the machine
         # could then write any client address into the logs. Only the listed proxies.
