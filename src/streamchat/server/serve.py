@@ -19,6 +19,8 @@ from .listeners import LISTENERS, ListenError, bind_listeners
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
+    from .connections import ConnectionBounds
+
 log = logging.getLogger("streamchat")
 
 # Connections waiting to be accepted, per listening socket. uvicorn's default, 2048, overflowed
@@ -33,7 +35,7 @@ def serve(host: str | None, port: int | None, workers: int) -> int:
     """Run the HTTP server (`workers` processes sharing the port); the exit code."""
     import uvicorn
 
-    from .connections import ConnectionBounds, ServeConfig
+    from .connections import ServeConfig
     from .headlimit import BoundedHttpToolsProtocol
     from .workers import Workers
 
@@ -44,9 +46,8 @@ def serve(host: str | None, port: int | None, workers: int) -> int:
         os.environ["STREAMCHAT_PORT"] = str(port)
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    refusal = settings.refusal()
-    if refusal is not None:
-        print(f"error: {refusal}", file=sys.stderr)
+    bounds = _checked(settings)
+    if bounds is None:
         return 2
     if settings.provider == "local" and not _prepare_local_model(settings):
         return 2
@@ -57,15 +58,6 @@ def serve(host: str | None, port: int | None, workers: int) -> int:
             "started it (others answer 404); set STREAMCHAT_REDIS_URL to share streams",
             file=sys.stderr,
         )
-    try:
-        bounds = ConnectionBounds.build(
-            settings.head_timeout_seconds,
-            settings.max_connections_per_address,
-            settings.trusted_proxy_list,
-        )
-    except ValueError as exc:
-        print(f"error: STREAMCHAT_TRUSTED_PROXIES: {exc}", file=sys.stderr)
-        return 2
     _raise_open_file_limit()
     try:
         sockets = bind_listeners(settings.host, settings.port, LISTENERS, _LISTEN_BACKLOG)
@@ -110,6 +102,25 @@ def serve(host: str | None, port: int | None, workers: int) -> int:
         for sock in sockets:
             sock.close()
     return 0 if server.started else _STARTUP_FAILURE
+
+
+def _checked(settings: Settings) -> ConnectionBounds | None:
+    """The connection bounds of `settings`; None, the reason printed, for settings that
+    must not be served (`*` origins without keys, a proxy address that is none)."""
+    from .connections import ConnectionBounds
+
+    refusal = settings.refusal()
+    if refusal is None:
+        try:
+            return ConnectionBounds.build(
+                settings.head_timeout_seconds,
+                settings.max_connections_per_address,
+                settings.trusted_proxy_list,
+            )
+        except ValueError as exc:
+            refusal = f"STREAMCHAT_TRUSTED_PROXIES: {exc}"
+    print(f"error: {refusal}", file=sys.stderr)
+    return None
 
 
 @contextlib.contextmanager
