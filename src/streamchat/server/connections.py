@@ -33,6 +33,9 @@ class ConnectionBounds:
     trusted: tuple[Network, ...] = ()
     trust_all: bool = False
     _open: dict[str, int] = field(default_factory=dict)
+    # Addresses refused since they were last under their share: logged once, not per
+    # connection (a flood of connections must not become a flood of log lines).
+    _refused: set[str] = field(default_factory=set)
 
     @classmethod
     def build(cls, head_timeout: float, per_address: int, trusted: list[str]) -> ConnectionBounds:
@@ -57,7 +60,9 @@ class ConnectionBounds:
             return True
         count = self._open.get(address, 0)
         if count >= self.per_address:
-            log.warning("%s: connection refused, %d already open from it", address, count)
+            if address not in self._refused:
+                self._refused.add(address)
+                log.warning("%s: connections refused, %d already open from it", address, count)
             return False
         self._open[address] = count + 1
         return True
@@ -73,6 +78,7 @@ class ConnectionBounds:
             del self._open[address]
         else:
             self._open[address] = count - 1
+        self._refused.discard(address)
 
 
 class ServeConfig(uvicorn.Config):

@@ -102,7 +102,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         """No whole head in time: close, without an answer (the client is not reading one)."""
         self._head_timer = None
         if not self.transport.is_closing():
-            log.info(
+            log.debug(  # debug: silent sockets by the thousand must not flood the log
                 "%s: connection closed, no request head within %.0f s",
                 self.client[0] if self.client else "-",
                 self._bounds.head_timeout,
