@@ -28,6 +28,13 @@ async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> float:
     return time.monotonic() - started
 
 
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close our end and wait for it, so that no transport is left for the collector."""
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+
+
 async def _healthz(http: aiohttp.ClientSession, server: ServerProcess) -> None:
     async with http.get(server.url + "/healthz") as health:
         assert health.status == 200
@@ -64,7 +71,7 @@ async def test_silent_sockets_and_slow_header_lines_are_closed(
     finally:
         dripping.cancel()
         for _, writer in [*silent, (slow_reader, slow_writer)]:
-            writer.close()
+            await _close(writer)
 
 
 async def test_an_idle_keep_alive_connection_is_closed_and_a_new_head_is_timed(
@@ -82,7 +89,7 @@ async def test_an_idle_keep_alive_connection_is_closed_and_a_new_head_is_timed(
         assert (await reader.readuntil(b"Hello World!")).startswith(b"HTTP/1.1 200")
         assert await _closed_within(reader, 5) < 3  # idle after its answer
     finally:
-        writer.close()
+        await _close(writer)
     # After an answer, the next head has the same time to arrive.
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     try:
@@ -91,7 +98,7 @@ async def test_an_idle_keep_alive_connection_is_closed_and_a_new_head_is_timed(
         writer.write(b"GET /hello HTTP/1.1\r\n")  # begun within the keep-alive time, not ended
         assert await _closed_within(reader, 5) < HEAD_TIMEOUT + 2
     finally:
-        writer.close()
+        await _close(writer)
 
 
 async def test_one_address_holds_at_most_its_share_of_connections(
@@ -104,9 +111,29 @@ async def test_one_address_holds_at_most_its_share_of_connections(
         writer.write(f"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
         with contextlib.suppress(ConnectionResetError):
             assert await asyncio.wait_for(reader.read(), 5) == b""  # closed unanswered
-        writer.close()
+        await _close(writer)
     finally:
         for _, holder in held:
-            holder.close()
+            await _close(holder)
     await asyncio.sleep(0.2)  # the server notices they are gone
     await _healthz(http, server)  # a place is free again
+
+
+async def test_a_body_that_stops_arriving_is_closed(
+    http: aiohttp.ClientSession, start_server: StartServer
+) -> None:
+    server = await start_server(provider="echo", body_timeout_seconds="1")
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(
+            (
+                f"POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                '{"uid": 1, '
+            ).encode()
+        )
+        waited = await _closed_within(reader, 5)
+        assert 0.5 < waited < 3, waited
+    finally:
+        await _close(writer)
+    await _healthz(http, server)

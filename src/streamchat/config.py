@@ -134,6 +134,9 @@ class Settings(BaseSettings):
         description="A connection must send a whole request head within this time of its "
         "first byte (or of connecting); a silent or slow one is closed.",
     )
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, description="A request body that stops arriving this long: closed."
+    )
     keepalive_timeout_seconds: float = Field(
         5.0, gt=0, description="An idle keep-alive connection is closed after this long."
     )

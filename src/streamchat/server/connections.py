@@ -1,5 +1,6 @@
-"""Bounds on connections before any request is read (issue 23): how long a request head may
-take, and how many connections one client address may hold open.
+"""Bounds on connections before a request reaches the app (issue 23): how long a request
+head may take, how long a request body may stop arriving, and how many connections one
+client address may hold open.
 
 Without them, 200 sockets that sent nothing, or one header line every 10 s, stayed open for
 ever: uvicorn times out an idle keep-alive connection only after a response, never a
@@ -30,6 +31,7 @@ class ConnectionBounds:
 
     head_timeout: float = 10.0
     per_address: int = 256  # 0: no cap
+    body_timeout: float = 30.0  # the longest silence while a request body is arriving
     trusted: tuple[Network, ...] = ()
     trust_all: bool = False
     _open: dict[str, int] = field(default_factory=dict)
@@ -38,12 +40,14 @@ class ConnectionBounds:
     _refused: set[str] = field(default_factory=set)
 
     @classmethod
-    def build(cls, head_timeout: float, per_address: int, trusted: list[str]) -> ConnectionBounds:
+    def build(
+        cls, head_timeout: float, body_timeout: float, per_address: int, trusted: list[str]
+    ) -> ConnectionBounds:
         """Bounds for these settings; `trusted` lists addresses or networks (`*`: any)."""
         networks = tuple(
             ipaddress.ip_network(entry, strict=False) for entry in trusted if entry != "*"
         )
-        return cls(head_timeout, per_address, networks, "*" in trusted)
+        return cls(head_timeout, per_address, body_timeout, networks, "*" in trusted)
 
     def _exempt(self, address: str) -> bool:
         if self.trust_all:

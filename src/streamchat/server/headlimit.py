@@ -11,7 +11,9 @@ for the other protocol, because uvicorn hands a worker process its `Config` and 
 
 The same protocol enforces the connection bounds of connections.py: a head must be whole
 within STREAMCHAT_HEAD_TIMEOUT_SECONDS of the connection (or of its first byte, after a
-keep-alive wait), and one address may hold STREAMCHAT_MAX_CONNECTIONS_PER_ADDRESS open.
+keep-alive wait), a body that has begun may not stop arriving for longer than
+STREAMCHAT_BODY_TIMEOUT_SECONDS, and one address may hold
+STREAMCHAT_MAX_CONNECTIONS_PER_ADDRESS open.
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._bounds = bounds if isinstance(bounds, ConnectionBounds) else ConnectionBounds()
         self._counted: str | None = None
         self._head_timer: asyncio.TimerHandle | None = None
+        # A body still arriving: when its last bytes came, and the clock that checks it.
+        self._in_body = False
+        self._body_seen = 0.0
+        self._body_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Count the connection against its address, or close it; start the head clock."""
@@ -69,8 +75,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._start_head_clock()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Uncount the connection and stop its clock."""
+        """Uncount the connection and stop its clocks."""
         self._stop_head_clock()
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
         self._bounds.closed(self._counted)
         self._counted = None
         super().connection_lost(exc)
@@ -88,7 +97,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         """The head is whole: what follows is the body."""
         self._in_head = False
         self._stop_head_clock()
+        self._in_body = True  # until on_message_complete: at once for a request without one
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        """The body is whole."""
+        self._in_body = False
+        super().on_message_complete()
 
     def _start_head_clock(self) -> None:
         self._head_timer = self.loop.call_later(self._bounds.head_timeout, self._head_too_slow)
@@ -110,13 +125,36 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
-        """Feed the parser, then refuse a head still incomplete past the bound."""
+        """Feed the parser, then refuse a head still incomplete past the bound; time a body
+        still arriving (a whole request in one read never starts that clock)."""
         super().data_received(data)
         if self._in_head and not self._head_refused:
             self._raw_head += len(data)
             if self._raw_head > self._head_limit:
                 self._head_refused = True
                 self._send_431()
+        if self._in_body:
+            self._body_seen = self.loop.time()
+            if self._body_timer is None:
+                self._body_timer = self.loop.call_later(self._bounds.body_timeout, self._check_body)
+
+    def _check_body(self) -> None:
+        """Close a connection whose body stopped arriving; re-arm while it is coming, or
+        while we stopped reading it (the app has not taken what came)."""
+        self._body_timer = None
+        if not self._in_body or self.transport.is_closing():
+            return
+        idle = self.loop.time() - self._body_seen
+        if idle < self._bounds.body_timeout or self.flow.read_paused:
+            wait = max(self._bounds.body_timeout - idle, 0.1)
+            self._body_timer = self.loop.call_later(wait, self._check_body)
+            return
+        log.debug(
+            "%s: connection closed, its request body stopped for %.0f s",
+            self.client[0] if self.client else "-",
+            idle,
+        )
+        self.transport.close()
 
     def on_url(self, url: bytes) -> None:
         """Count the target, then keep it as uvicorn does."""

@@ -114,6 +114,7 @@ def _checked(settings: Settings) -> ConnectionBounds | None:
         try:
             return ConnectionBounds.build(
                 settings.head_timeout_seconds,
+                settings.body_timeout_seconds,
                 settings.max_connections_per_address,
                 settings.trusted_proxy_list,
             )
