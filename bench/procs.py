@@ -215,6 +215,9 @@ class Server(_Process):
             STREAMCHAT_AUTH="keys" if auth else "off",
             # BENCH_METRICS=false measures the server with its metrics off (issue 16).
             STREAMCHAT_METRICS=os.environ.get("BENCH_METRICS", "true"),
+            # Every load client connects from 127.0.0.1: no per-address cap on them.
+            STREAMCHAT_MAX_CONNECTIONS_PER_ADDRESS="0",
+            **limit_settings(os.environ.get("BENCH_LIMITS", "on")),
         )
         if redis_url:
             env["STREAMCHAT_REDIS_URL"] = redis_url
@@ -255,6 +258,21 @@ class Server(_Process):
     def stop(self) -> None:
         super().stop()
         self.scratch.cleanup()
+
+
+def limit_settings(mode: str) -> dict[str, str]:
+    """The server's limits for BENCH_LIMITS: `on` counts every request (requests, tokens
+    reserved and settled, open streams) with limits far above the load, so that nothing is
+    refused and the counting is what is measured; `off` counts nothing (issue 23)."""
+    if mode not in ("on", "off"):
+        raise SystemExit(f"BENCH_LIMITS must be on or off, not {mode!r}")
+    high = "1000000000" if mode == "on" else "0"
+    return {
+        "STREAMCHAT_LIMIT_REQUESTS_PER_MINUTE": high,
+        "STREAMCHAT_LIMIT_TOKENS_PER_MINUTE": high,
+        "STREAMCHAT_LIMIT_STREAMS": high,
+        "STREAMCHAT_LIMIT_FOLLOWERS": high,
+    }
 
 
 def _create_key(env: dict[str, str]) -> str:

@@ -103,7 +103,16 @@ class Nginx:
 
 @pytest_asyncio.fixture(scope="module")
 async def nginx(upstream: FakeUpstream, redis_prefix: str) -> AsyncIterator[Nginx]:
-    env = node_env(upstream, SHARED_URL, f"{redis_prefix}nginx:", detach_grace_seconds="10")
+    # Auth off set explicitly (off by default refuses what a proxy forwards), and no cap on
+    # one uid's streams: fifty users share uid 7 here.
+    env = node_env(
+        upstream,
+        SHARED_URL,
+        f"{redis_prefix}nginx:",
+        detach_grace_seconds="10",
+        auth="off",
+        limit_streams="0",
+    )
     nodes = await start_nodes(2, env)
     proxy = Nginx(nodes)
     try:

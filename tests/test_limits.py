@@ -3,6 +3,8 @@ off), OpenAI's x-ratelimit headers, 429s that write nothing, and one count over 
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 
@@ -75,9 +77,14 @@ async def test_v1_refusal_is_openais_rate_limit_shape(
 async def test_tokens_per_minute_count_what_the_answers_used(
     http: aiohttp.ClientSession, start_server: StartServer
 ) -> None:
-    server = await start_server(provider="echo", echo_delay_ms="1", limit_tokens_per_minute="30")
+    # Each request reserves 23 // 4 + 1 + 4 = 10 tokens at admission (the operator's cap on an
+    # answer is 4) and costs 10 (echo: 5 words in, 5 out) once settled.
+    server = await start_server(
+        provider="echo", echo_delay_ms="1", limit_tokens_per_minute="30", local_max_tokens="4"
+    )
     used = 0
     for _ in range(10):
+        await asyncio.sleep(0.1)  # the last answer is settled just after its end
         async with http.post(
             server.url + "/api/chat", json={"uid": 31, "message": "one two three four five"}
         ) as response:
@@ -91,7 +98,7 @@ async def test_tokens_per_minute_count_what_the_answers_used(
             used += usage["prompt_tokens"] + usage["completion_tokens"]
     else:
         raise AssertionError("never refused")
-    assert used >= 30
+    assert used == 30  # refused once the next reservation no longer fits
 
 
 async def test_open_streams_per_key_and_the_keys_own_limit(
@@ -150,9 +157,9 @@ async def test_counters_out_of_reach_let_requests_through_uncounted() -> None:
     windows = RedisWindows(closed, "t:", timeout=1)
     try:
         with pytest.raises(CountersUnavailable):
-            await windows.admit("key:1", "s", 1, 0, 0)
+            await windows.admit("key:1", "s", 1, 0, 0, 0)
         with pytest.raises(CountersUnavailable):
-            await windows.settle("key:1", "s", 5)
+            await windows.settle("key:1", "s", 5, 0, 0)
     finally:
         await windows.aclose()
     limiter = Limiter(Quota(requests_per_minute=1), redis_url=closed)

@@ -42,8 +42,10 @@ async def start_nginx() -> AsyncIterator[StartNginx]:
 
 
 @pytest_asyncio.fixture
-async def nginx(start_nginx: StartNginx, server: ServerProcess) -> NginxProcess:
-    """nginx in front of the default server (grace 0, a ping every second)."""
+async def nginx(start_nginx: StartNginx, start_server: StartServer) -> NginxProcess:
+    """nginx in front of a server like the default one (grace 0, a ping every second), with
+    auth off set explicitly: off by default, it refuses what a proxy forwards (issue 23)."""
+    server = await start_server(detach_grace_seconds="0", ping_seconds="1", auth="off")
     return await start_nginx(server)
 
 
@@ -124,7 +126,7 @@ async def test_client_leaving_while_the_model_is_silent_reaches_the_app_at_once(
 ) -> None:
     # Default pings (15 s): nothing is written to the client while the model thinks, so only
     # nginx watching the client connection can tell the app that it left.
-    quiet = await start_server(detach_grace_seconds="0")
+    quiet = await start_server(detach_grace_seconds="0", auth="off")
     proxy = await start_nginx(quiet)
     upstream.reset(Script(first_delay=30))
     response, seen = await open_stream(http, proxy, deltas=0)
@@ -181,7 +183,7 @@ async def test_the_page_and_the_seeds_client_stream_through_nginx(
 async def test_the_page_resumes_by_itself_when_nginx_restarts_mid_answer(
     page: Page, start_server: StartServer, start_nginx: StartNginx, upstream: FakeUpstream
 ) -> None:
-    patient = await start_server(detach_grace_seconds="10", ping_seconds="1")
+    patient = await start_server(detach_grace_seconds="10", ping_seconds="1", auth="off")
     proxy = await start_nginx(patient)
     tokens = [f"t{i:02d} " for i in range(20)]
     upstream.reset(Script(tokens=tokens, delay=TICK))
@@ -200,7 +202,7 @@ async def test_the_page_resumes_by_itself_when_nginx_restarts_mid_answer(
 async def test_the_page_gives_up_clearly_when_the_proxy_stays_down(
     page: Page, start_server: StartServer, start_nginx: StartNginx, upstream: FakeUpstream
 ) -> None:
-    patient = await start_server(detach_grace_seconds="10", ping_seconds="1")
+    patient = await start_server(detach_grace_seconds="10", ping_seconds="1", auth="off")
     proxy = await start_nginx(patient)
     upstream.reset(Script(tokens=[f"t{i:02d} " for i in range(30)], delay=TICK))
     chat = ChatPage(page, proxy.url)

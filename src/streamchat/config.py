@@ -36,7 +36,15 @@ class Settings(BaseSettings):
         "loopback names on loopback, any host elsewhere.",
     )
     cors_origins: str = Field(
-        "", description="Origins (scheme://host:port, comma-separated) allowed to call the API."
+        "",
+        description="Origins (scheme://host:port, comma-separated) allowed to call the API; "
+        "`*` (any) only with auth keys.",
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Addresses (comma-separated; `*`: any) whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed: the client address of the logs and the "
+        "per-address connection cap. Empty: nobody's, the socket's peer is the client.",
     )
     key_cache_seconds: float = Field(
         5.0, gt=0, description="How long a key lookup is remembered: a revoked key works this long."
@@ -48,7 +56,17 @@ class Settings(BaseSettings):
     limit_tokens_per_minute: int = Field(
         0, ge=0, description="Tokens (prompt and answer) per key a minute; 0: no limit."
     )
-    limit_streams: int = Field(0, ge=0, description="Open streams per key at once; 0: no limit.")
+    limit_streams: int = Field(
+        8,
+        ge=0,
+        description="Open streams per key (per uid with auth off) at once; 0: no limit. On by "
+        "default: one key alone cannot take every stream slot of the server.",
+    )
+    limit_followers: int = Field(
+        16,
+        ge=0,
+        description="Resumes (GET /api/chat/streams/{id}) per key following at once; 0: no limit.",
+    )
 
     provider: Literal["local", "openai", "echo"] = "local"
     model: str = Field(
@@ -110,6 +128,24 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(
         16 * 1024, ge=1024, description="Largest request head (line and headers); larger: 431."
     )
+    head_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A connection must send a whole request head within this time of its "
+        "first byte (or of connecting); a silent or slow one is closed.",
+    )
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, description="A request body that stops arriving this long: closed."
+    )
+    keepalive_timeout_seconds: float = Field(
+        5.0, gt=0, description="An idle keep-alive connection is closed after this long."
+    )
+    max_connections_per_address: int = Field(
+        256,
+        ge=0,
+        description="Open connections from one client address; more are closed at once. "
+        "Not applied to STREAMCHAT_TRUSTED_PROXIES (a proxy carries many clients). 0: none.",
+    )
     max_messages: int = Field(256, ge=1, description="Most messages in one /v1 request.")
     max_conversation_chars: int = Field(
         128_000, ge=1, description="All messages of one /v1 request together, in characters."
@@ -132,6 +168,12 @@ class Settings(BaseSettings):
     )
     stream_retain_bytes: int = Field(
         64 * 1024 * 1024, ge=0, description="Memory budget for finished, replayable streams."
+    )
+    stream_retain_bytes_per_owner: int = Field(
+        8 * 1024 * 1024,
+        ge=0,
+        description="Each owner's share of that budget: one uid's answers push out only its "
+        "own older streams once they hold this much.",
     )
 
     direct_routes: bool = Field(
@@ -197,6 +239,21 @@ class Settings(BaseSettings):
         if self.auth is not None:
             return self.auth
         return "off" if self.loopback_only else "keys"
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        """The addresses whose forwarded headers are believed."""
+        return _split(self.trusted_proxies)
+
+    def refusal(self) -> str | None:
+        """Why these settings must not be served, or None: checked at start-up."""
+        if self.auth_mode == "off" and "*" in self.cors_origin_list:
+            return (
+                "STREAMCHAT_CORS_ORIGINS=* with auth off would let any web site read and "
+                "write every uid's conversations: list the origins allowed, or set "
+                "STREAMCHAT_AUTH=keys"
+            )
+        return None
 
     @property
     def allowed_host_names(self) -> list[str]:

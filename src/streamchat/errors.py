@@ -88,6 +88,13 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "uid_forbidden": ("该密钥不能代表其他用户ID", "this key cannot act for another uid"),
     "host_not_allowed": ("不允许的 Host", "this Host is not allowed"),
     "origin_not_allowed": ("不允许跨站请求", "cross-origin requests are not allowed"),
+    "auth_off_behind_proxy": (
+        "此服务器未开启认证, 不接受经代理转发的请求: 请设置 STREAMCHAT_AUTH=keys "
+        "(确要对所有人开放, 请明确设置 STREAMCHAT_AUTH=off)",
+        "this server runs without keys and refuses requests that come through a proxy: set "
+        "STREAMCHAT_AUTH=keys (or STREAMCHAT_AUTH=off explicitly to serve anyone who reaches "
+        "the proxy)",
+    ),
     "rate_limited_requests": (
         "请求过于频繁: 每分钟最多 {limit} 次,请稍后再试",
         "too many requests: at most {limit} a minute, retry later",
@@ -99,6 +106,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "rate_limited_streams": (
         "同时进行的回答过多: 最多 {limit} 个",
         "too many answers at once: at most {limit}",
+    ),
+    "rate_limited_followers": (
+        "同时跟随的流过多: 最多 {limit} 个",
+        "too many streams followed at once: at most {limit}",
     ),
     "interrupted": (
         "回答被中断: 没有客户端在接收",

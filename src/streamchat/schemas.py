@@ -178,10 +178,16 @@ class MessageOut(BaseModel):
 
 
 class MessageList(BaseModel):
-    """The messages of one conversation, oldest first."""
+    """A page of one conversation's messages, oldest first: the latest page unless a
+    `cursor` asks for the one before it."""
 
     conversation_id: str
     items: list[MessageOut]
+    next_cursor: str | None = Field(
+        None,
+        description="Pass as `cursor` to get the older messages before these; null when "
+        "these are the first",
+    )
 
 
 class CancelResult(BaseModel):

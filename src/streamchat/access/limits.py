@@ -3,8 +3,11 @@
 
 The counts (access/windows.py) are kept in this process, or in Redis when
 `STREAMCHAT_REDIS_URL` is set, so that every node counts the same requests. Tokens are
-known only once an answer ends: they are added then, and a key whose window is spent is
-refused its next request (as OpenAI and LiteLLM do). Open streams are a count, not a rate.
+known only once an answer ends, so each request reserves at admission what it may spend
+(`reservation`: its prompt's estimate plus its `max_tokens`, or the operator's cap) and is
+refused if that does not fit; its end settles the reservation to the real count (as OpenAI
+counts `max_tokens` against the limit). Open streams are a count, not a rate, and so are
+followers (resumes), with their own cap.
 
 A refusal is 429 with `Retry-After`; OpenAI's `x-ratelimit-*` headers go on every chat
 response that passed these checks, before its first byte.
@@ -66,16 +69,27 @@ class Charge:
     quota: Quota
     stream: str = field(default_factory=lambda: uuid.uuid4().hex)
     settled: bool = False
+    reserved: int = 0
+    """Tokens counted at admission, in `minute`, taken back when it settles."""
+    minute: int = 0
 
     async def settle(self, tokens: int) -> None:
-        """The request ended having used `tokens` (0: it never began): count them, free its
-        stream place. Once: a second call does nothing."""
+        """The request ended having used `tokens` (0: it never began): count them instead of
+        its reservation, free its stream place. Once: a second call does nothing."""
         if self.limiter is not None and not self.settled:
             self.settled = True
             await self.limiter.settle(self, tokens)
 
 
 FREE = Charge(None, "", Quota())
+
+
+def reservation(prompt_chars: int, max_tokens: int | None, cap: int) -> int:
+    """The tokens a request reserves at admission: its prompt, roughly (four characters a
+    token, as the service's own estimate), and the most it may answer (its `max_tokens`, at
+    most the operator's `cap`)."""
+    answer = cap if max_tokens is None else min(max_tokens, cap)
+    return prompt_chars // 4 + 1 + answer
 
 
 class Limiter:
@@ -85,11 +99,13 @@ class Limiter:
         self,
         defaults: Quota,
         *,
+        followers: int = 0,
         redis_url: str = "",
         key_prefix: str = "",
         metrics: Metrics | None = None,
     ) -> None:
         self._defaults = defaults
+        self._followers = followers
         self._metrics = metrics or Metrics(enabled=False)
         self._windows: Windows = _windows(redis_url, key_prefix)
 
@@ -104,8 +120,9 @@ class Limiter:
             own.streams or self._defaults.streams,
         )
 
-    async def admit(self, ticket: Ticket, uid: int | None) -> Charge:
-        """Count one chat request, or raise a 429 `Failure`; the headers go on the ticket.
+    async def admit(self, ticket: Ticket, uid: int | None, reserve: int = 0) -> Charge:
+        """Count one chat request and reserve `reserve` tokens for it (see `reservation`),
+        or raise a 429 `Failure`; the headers go on the ticket.
 
         When the counters cannot be reached (Redis down) the request is let through and
         the outage logged: the limits protect the service, they must not stop it.
@@ -113,20 +130,13 @@ class Limiter:
         quota = self.quota(ticket)
         if not (quota.requests_per_minute or quota.tokens_per_minute or quota.streams):
             return FREE
-        principal = ticket.principal
-        subject = f"key:{principal.key_id}" if principal is not None else f"uid:{uid or 0}"
-        charge = Charge(self, subject, quota)
-        try:
-            verdict = await self._windows.admit(
-                subject,
-                charge.stream,
-                quota.requests_per_minute,
-                quota.tokens_per_minute,
-                quota.streams,
-            )
-        except (CountersUnavailable, OSError) as exc:
-            log.warning("limits not counted (the counters are out of reach): %s", exc)
+        charge = Charge(self, _subject(ticket, uid), quota)
+        verdict = await self._count(charge, reserve)
+        if verdict is None:
             return FREE
+        if quota.tokens_per_minute:  # what the counters added (windows.py caps it alike)
+            charge.reserved = max(1, min(reserve, quota.tokens_per_minute))
+            charge.minute = verdict.minute
         _headers(ticket, quota, verdict)
         if verdict.refused != OK:
             self._metrics.rate_limited()
@@ -139,16 +149,61 @@ class Limiter:
             )
         return charge
 
-    async def settle(self, charge: Charge, tokens: int) -> None:
-        """Count the tokens an admitted request used; free its open-stream place."""
+    async def follow(self, ticket: Ticket, uid: int | None) -> Charge:
+        """Count one follower (a resume) of the key, or raise a 429 `Failure`; settle the
+        charge when it stops following."""
+        if not self._followers or (ticket.principal is None and uid is None):
+            return FREE  # with auth off, a resume naming no uid is nobody's to count
+        quota = Quota(streams=self._followers)
+        charge = Charge(self, _subject(ticket, uid) + ":f", quota)
+        verdict = await self._count(charge, 0)
+        if verdict is None:
+            return FREE
+        if verdict.refused != OK:
+            self._metrics.rate_limited()
+            raise Failure(
+                Kind.RATE_LIMITED,
+                "rate_limited_followers",
+                retry_after=1,
+                limit=self._followers,
+            )
+        return charge
+
+    async def _count(self, charge: Charge, reserve: int) -> Verdict | None:
+        """Ask the counters; None when they are out of reach."""
+        quota = charge.quota
         try:
-            await self._windows.settle(charge.subject, charge.stream, tokens)
+            return await self._windows.admit(
+                charge.subject,
+                charge.stream,
+                quota.requests_per_minute,
+                quota.tokens_per_minute,
+                quota.streams,
+                reserve,
+            )
+        except (CountersUnavailable, OSError) as exc:
+            log.warning("limits not counted (the counters are out of reach): %s", exc)
+            return None
+
+    async def settle(self, charge: Charge, tokens: int) -> None:
+        """Count the tokens an admitted request used in place of its reservation; free its
+        open-stream place."""
+        try:
+            await self._windows.settle(
+                charge.subject, charge.stream, tokens, charge.reserved, charge.minute
+            )
         except (CountersUnavailable, OSError) as exc:
             log.warning("usage of %s not counted: %s", charge.subject, exc)
 
     async def close(self) -> None:
         """Close the connections to the counters."""
         await self._windows.aclose()
+
+
+def _subject(ticket: Ticket, uid: int | None) -> str:
+    """Whom a request is counted for: its key, or its uid with auth off."""
+    principal = ticket.principal
+    return f"key:{principal.key_id}" if principal is not None else f"uid:{uid or 0}"
 
 
 def _windows(redis_url: str, key_prefix: str) -> Windows:

@@ -14,8 +14,8 @@ from redis.exceptions import RedisError
 from .windows import STREAM_LEASE_SECONDS, STREAMS, WINDOW_SECONDS, CountersUnavailable, Verdict
 
 # KEYS: requests base, tokens base, open streams (sorted set).
-# ARGV: now, window, request limit, token limit, stream limit, stream id, lease seconds.
-# Returns {refused, requests left, tokens left}.
+# ARGV: now, window, request limit, token limit, stream limit, stream id, lease seconds,
+# tokens to reserve. Returns {refused, requests left, tokens left, minute}.
 _ADMIT = """
 local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 local minute = math.floor(now / window)
@@ -29,16 +29,21 @@ local rlimit, tlimit, slimit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(AR
 local rleft, tleft = 0, 0
 if rlimit > 0 then
   local used = estimate(KEYS[1])
-  if used + 1 > rlimit then return {1, 0, 0} end
+  if used + 1 > rlimit then return {1, 0, 0, minute} end
   rleft = math.floor(rlimit - used - 1)
 end
+local reserve = 0
 if tlimit > 0 then
-  tleft = math.max(math.floor(tlimit - estimate(KEYS[2])), 0)
-  if tleft <= 0 then return {2, rleft, 0} end
+  local spent = estimate(KEYS[2])
+  reserve = math.max(1, math.min(tonumber(ARGV[8]), tlimit))
+  if spent + reserve > tlimit then
+    return {2, rleft, math.max(math.floor(tlimit - spent), 0), minute}
+  end
+  tleft = math.floor(tlimit - spent - reserve)
 end
 if slimit > 0 then
   redis.call('zremrangebyscore', KEYS[3], '-inf', now)
-  if redis.call('zcard', KEYS[3]) >= slimit then return {3, rleft, tleft} end
+  if redis.call('zcard', KEYS[3]) >= slimit then return {3, rleft, tleft, minute} end
   redis.call('zadd', KEYS[3], now + tonumber(ARGV[7]), ARGV[6])
   redis.call('expire', KEYS[3], math.ceil(tonumber(ARGV[7])))
 end
@@ -47,12 +52,25 @@ if rlimit > 0 then
   redis.call('incr', key)
   redis.call('expire', key, math.ceil(window * 2))
 end
-return {0, rleft, tleft}
+if reserve > 0 then
+  local key = KEYS[2] .. ':' .. minute
+  redis.call('incrby', key, reserve)
+  redis.call('expire', key, math.ceil(window * 2))
+end
+return {0, rleft, tleft, minute}
 """
 
-# KEYS: tokens base, open streams. ARGV: now, window, stream id, tokens.
+# KEYS: tokens base, open streams. ARGV: now, window, stream id, tokens, tokens reserved,
+# the minute they were reserved in.
 _SETTLE = """
 redis.call('zrem', KEYS[2], ARGV[3])
+local reserved = tonumber(ARGV[5])
+if reserved > 0 then
+  local key = KEYS[1] .. ':' .. ARGV[6]
+  if redis.call('exists', key) == 1 and redis.call('decrby', key, reserved) < 0 then
+    redis.call('set', key, 0, 'KEEPTTL')
+  end
+end
 local tokens = tonumber(ARGV[4])
 if tokens > 0 then
   local key = KEYS[1] .. ':' .. math.floor(tonumber(ARGV[1]) / tonumber(ARGV[2]))
@@ -79,10 +97,10 @@ class RedisWindows:
         return [base + ":r", base + ":t", base + ":s"]
 
     async def admit(
-        self, subject: str, stream: str, requests: int, tokens: int, streams: int
+        self, subject: str, stream: str, requests: int, tokens: int, streams: int, reserve: int
     ) -> Verdict:
-        """Count one request for `subject` within the limits, or refuse it;
-        `CountersUnavailable` when Redis fails."""
+        """Count one request and its token reservation for `subject` within the limits, or
+        refuse it; `CountersUnavailable` when Redis fails."""
         now = time.time()
         args: list[float | int | str] = [
             now,
@@ -92,19 +110,29 @@ class RedisWindows:
             streams,
             stream,
             STREAM_LEASE_SECONDS,
+            reserve,
         ]
         try:
             answer = await self._admit(keys=self._keys(subject), args=args)
         except RedisError as exc:
             raise CountersUnavailable(str(exc)) from exc
-        refused, requests_left, tokens_left = answer
+        refused, requests_left, tokens_left, minute = answer
         reset = 1.0 if refused == STREAMS else WINDOW_SECONDS - now % WINDOW_SECONDS
-        return Verdict(int(refused), int(requests_left), int(tokens_left), reset)
+        return Verdict(int(refused), int(requests_left), int(tokens_left), reset, int(minute))
 
-    async def settle(self, subject: str, stream: str, tokens: int) -> None:
-        """Free the stream's place; add the tokens to this minute."""
+    async def settle(
+        self, subject: str, stream: str, tokens: int, reserved: int, minute: int
+    ) -> None:
+        """Free the stream's place; take the reservation back; add the tokens to this minute."""
         _, token_key, stream_key = self._keys(subject)
-        args: list[float | int | str] = [time.time(), WINDOW_SECONDS, stream, tokens]
+        args: list[float | int | str] = [
+            time.time(),
+            WINDOW_SECONDS,
+            stream,
+            tokens,
+            reserved,
+            minute,
+        ]
         try:
             await self._settle(keys=[token_key, stream_key], args=args)
         except RedisError as exc:

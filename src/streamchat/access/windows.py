@@ -11,6 +11,12 @@ tokens, settle), and its Redis storage 6.6 ms, five or six round trips. Here one
 one dictionary lookup in-process, or one Lua script (one round trip) in Redis, and settling
 is one more, off the request's path. The Redis counters are in redis_windows.py, imported
 only when Redis is configured.
+
+Tokens are reserved at admission (issue 23): a request is admitted only if its reservation
+(its prompt's estimate and the most it may answer) fits in what the window has left, and the
+reservation is counted at once, so a burst of parallel requests cannot all pass before any
+has ended. When it ends the reservation is taken back from the minute it was made in and
+the tokens really used are counted in the current one.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ class Verdict:
     requests_left: int
     tokens_left: int
     reset_seconds: float
+    minute: int = 0
+    """The minute the reservation was counted in (for settling it)."""
 
 
 class CountersUnavailable(Exception):
@@ -48,14 +56,18 @@ class Windows(Protocol):
     """Counts per subject: requests and tokens a minute, open streams."""
 
     async def admit(
-        self, subject: str, stream: str, requests: int, tokens: int, streams: int
+        self, subject: str, stream: str, requests: int, tokens: int, streams: int, reserve: int
     ) -> Verdict:
-        """Count one request for `subject` within the limits (0: none), or refuse it;
-        `CountersUnavailable` (or `OSError`) when they cannot be reached."""
+        """Count one request for `subject` within the limits (0: none), with `reserve` tokens
+        (capped at the limit), or refuse it; `CountersUnavailable` (or `OSError`) when they
+        cannot be reached."""
         ...
 
-    async def settle(self, subject: str, stream: str, tokens: int) -> None:
-        """The request with `stream` ended having used `tokens`."""
+    async def settle(
+        self, subject: str, stream: str, tokens: int, reserved: int, minute: int
+    ) -> None:
+        """The request with `stream` ended having used `tokens`; `reserved` tokens counted
+        in `minute` at its admission are taken back."""
         ...
 
     async def aclose(self) -> None:
@@ -91,9 +103,10 @@ class LocalWindows:
             del self._counts[key]
 
     async def admit(
-        self, subject: str, stream: str, requests: int, tokens: int, streams: int
+        self, subject: str, stream: str, requests: int, tokens: int, streams: int, reserve: int
     ) -> Verdict:
-        """Count one request for `subject` within the limits, or refuse it."""
+        """Count one request and its token reservation for `subject` within the limits, or
+        refuse it."""
         now = time.time()
         minute = int(now // WINDOW_SECONDS)
         elapsed = now - minute * WINDOW_SECONDS
@@ -105,10 +118,12 @@ class LocalWindows:
                 return Verdict(REQUESTS, 0, 0, reset)
             requests_left = math.floor(requests - used - 1)
         if tokens:
-            _, spent = self._estimate((subject, "t"), minute, elapsed)
-            tokens_left = max(math.floor(tokens - spent), 0)
-            if tokens_left <= 0:
-                return Verdict(TOKENS, requests_left, 0, reset)
+            spending, spent = self._estimate((subject, "t"), minute, elapsed)
+            # At least one token: a request that reserves nothing still needs room.
+            reserve = max(1, min(reserve, tokens))
+            if spent + reserve > tokens:
+                return Verdict(TOKENS, requests_left, max(math.floor(tokens - spent), 0), reset)
+            tokens_left = math.floor(tokens - spent - reserve)
         if streams:
             open_ = self._open.setdefault(subject, set())
             if len(open_) >= streams:
@@ -116,20 +131,30 @@ class LocalWindows:
             open_.add(stream)
         if requests:
             entry[2] += 1
-        return Verdict(OK, requests_left, tokens_left, reset)
+        if tokens:
+            spending[2] += reserve
+        return Verdict(OK, requests_left, tokens_left, reset, minute)
 
-    async def settle(self, subject: str, stream: str, tokens: int) -> None:
-        """Free the stream's place; add the tokens to this minute."""
+    async def settle(
+        self, subject: str, stream: str, tokens: int, reserved: int, minute: int
+    ) -> None:
+        """Free the stream's place; take the reservation back; add the tokens to this minute."""
         open_ = self._open.get(subject)
         if open_ is not None:
             open_.discard(stream)
             if not open_:
                 del self._open[subject]
-        if tokens > 0:
-            now = time.time()
-            minute = int(now // WINDOW_SECONDS)
-            entry, _ = self._estimate((subject, "t"), minute, now - minute * WINDOW_SECONDS)
-            entry[2] += tokens
+        if tokens <= 0 and reserved <= 0:
+            return
+        now = time.time()
+        current = int(now // WINDOW_SECONDS)
+        entry, _ = self._estimate((subject, "t"), current, now - current * WINDOW_SECONDS)
+        if reserved > 0:
+            if minute == current:
+                entry[2] = max(entry[2] - reserved, 0)
+            elif minute == current - 1:  # reserved last minute: that is now the previous count
+                entry[1] = max(entry[1] - reserved, 0)
+        entry[2] += max(tokens, 0)
 
     async def aclose(self) -> None:
         """Nothing to release."""

@@ -4,12 +4,22 @@ streams (a client: its own module, so that a server process never imports aiohtt
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 import aiohttp
 import orjson
 
 from ..sse import SSEDecoder
+
+# C0 and C1 controls but tab and line feed, and DEL: an answer (the model's, or an
+# upstream's) must not move the cursor, retitle the terminal or run its escape sequences.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` without the control characters a terminal would act on."""
+    return _CONTROLS.sub("", text)
 
 
 async def chat(args: argparse.Namespace) -> int:
@@ -49,7 +59,7 @@ def _print_refusal(status: int, body: bytes) -> int:
         message = orjson.loads(body)["message"]
     except (orjson.JSONDecodeError, KeyError, TypeError):
         message = body.decode("utf-8", "replace")[:500]
-    print(f"error: HTTP {status}: {message}", file=sys.stderr)
+    print(printable(f"error: HTTP {status}: {message}"), file=sys.stderr)
     return 1
 
 
@@ -59,10 +69,10 @@ async def _print_stream(response: aiohttp.ClientResponse) -> int:
         for message in decoder.feed(chunk):
             event = orjson.loads(message.data)
             if event["type"] == "delta":
-                sys.stdout.write(event["delta"])
+                sys.stdout.write(printable(event["delta"]))
                 sys.stdout.flush()
             elif event["type"] == "error":
-                print(f"\nerror: {event['message']} ({event['code']})", file=sys.stderr)
+                print(printable(f"\nerror: {event['message']} ({event['code']})"), file=sys.stderr)
                 return 1
             elif event["type"] == "end":
                 print()

@@ -32,8 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     chat.add_argument("message")
     chat.add_argument("--uid", type=int, help="the user (default 1 without a key)")
     chat.add_argument(
-        "--key", default=os.environ.get("STREAMCHAT_API_KEY"), help="API key (STREAMCHAT_API_KEY)"
+        "--key-stdin",
+        action="store_true",
+        help="read the API key from the first line of standard input (else STREAMCHAT_API_KEY)",
     )
+    # Refused with a reason: a key on the command line is in every user's process list.
+    chat.add_argument("--key", help=argparse.SUPPRESS)
     chat.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
     chat.add_argument("--conversation", help="continue this conversation id")
     chat.add_argument("--model")
@@ -56,10 +60,23 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_db_upgrade())
     if args.command == "keys":
         return asyncio.run(keys_cli.run(args))
+    if args.key is not None:
+        parser.error(
+            "--key would show the key in the process list: set STREAMCHAT_API_KEY, or pipe "
+            "it with --key-stdin"
+        )
+    args.key = _read_key(args.key_stdin)
     # The client's HTTP library is imported only here: a server process never loads it.
     from .chat import chat as run_chat
 
     return asyncio.run(run_chat(args))
+
+
+def _read_key(from_stdin: bool) -> str | None:
+    """The chat's API key: the first line of standard input, or STREAMCHAT_API_KEY."""
+    if from_stdin:
+        return sys.stdin.readline().strip() or None
+    return os.environ.get("STREAMCHAT_API_KEY") or None
 
 
 async def _db_upgrade() -> int:

@@ -11,15 +11,23 @@ from .local import LocalStream, LocalSubscription
 
 
 class MemoryHub:
-    """The in-process hub, for a single node."""
+    """The in-process hub, for a single node.
 
-    def __init__(self, *, ttl_seconds: float, retain_bytes: int) -> None:
+    Finished streams stay replayable for `ttl_seconds`, within `retain_bytes` in all and
+    `owner_bytes` per owner: past its share, an owner's own oldest streams go first, so one
+    uid's many large answers cannot push another's out before its time (issue 23)."""
+
+    def __init__(self, *, ttl_seconds: float, retain_bytes: int, owner_bytes: int = 0) -> None:
         self._ttl = ttl_seconds
         self._retain_bytes = retain_bytes
+        self._owner_bytes = owner_bytes  # 0: no share, only the whole budget
         self._streams: dict[str, LocalStream] = {}
         # Finished streams, oldest first, with their expiry time.
         self._finished: OrderedDict[str, float] = OrderedDict()
         self._finished_bytes = 0
+        # The same, per owner: their ids oldest first, and their bytes.
+        self._owned: dict[int | None, OrderedDict[str, None]] = {}
+        self._owned_bytes: dict[int | None, int] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
     async def create(self, stream_id: str, hooks: Hooks, uid: int | None = None) -> None:
@@ -84,13 +92,28 @@ class MemoryHub:
     def _retire(self, stream_id: str, stream: LocalStream) -> None:
         self._finished[stream_id] = time.monotonic() + self._ttl
         self._finished_bytes += stream.size
+        owner = stream.uid
+        self._owned.setdefault(owner, OrderedDict())[stream_id] = None
+        self._owned_bytes[owner] = self._owned_bytes.get(owner, 0) + stream.size
+        if self._owner_bytes:
+            while self._owned_bytes.get(owner, 0) > self._owner_bytes:
+                self._drop(next(iter(self._owned[owner])))
         while self._finished_bytes > self._retain_bytes and self._finished:
             self._drop_oldest()
 
     def _drop_oldest(self) -> None:
-        stream_id, _ = self._finished.popitem(last=False)
+        self._drop(next(iter(self._finished)))
+
+    def _drop(self, stream_id: str) -> None:
+        del self._finished[stream_id]
         stream = self._streams.pop(stream_id)
         self._finished_bytes -= stream.size
+        owner = stream.uid
+        owned = self._owned[owner]
+        del owned[stream_id]
+        self._owned_bytes[owner] -= stream.size
+        if not owned:  # an owner with nothing left is forgotten
+            del self._owned[owner], self._owned_bytes[owner]
 
     def sweep(self) -> None:
         """Forget finished streams whose time to live has passed."""

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query
 
 from ..access.identity import acting_uid
 from ..schemas import ID_PATTERN, ConversationPage, Envelope, MessageList
+from ..service.history import MESSAGES_PAGE, MESSAGES_PAGE_MAX
 from .deps import HistoryDep, OptionalUid, TicketDep
 
 ConversationId = Annotated[
@@ -46,10 +47,19 @@ async def list_messages(
     history: HistoryDep,
     ticket: TicketDep,
     uid: OptionalUid = None,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=64, description="`next_cursor` of the previous page: older messages"),
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=MESSAGES_PAGE_MAX, description="Page size")
+    ] = MESSAGES_PAGE,
 ) -> Envelope[MessageList]:
-    """Every message, oldest first, with its status; an answer still streaming has its
+    """The latest `limit` messages (100 by default), oldest first, with their status; then,
+    page by page with `cursor`, the ones before. An answer still streaming has its
     `stream_id`, to resume with `GET /api/chat/streams/{stream_id}`."""
-    return Envelope(data=await history.messages(conversation_id, acting_uid(ticket, uid)))
+    owner = acting_uid(ticket, uid)
+    return Envelope(data=await history.messages(conversation_id, owner, cursor, limit))
 
 
 @router.delete("/{conversation_id}", summary="Delete a conversation", responses=_ERRORS)

@@ -61,6 +61,7 @@ SettingsDep = Annotated[Settings, Depends(_in_loop(settings_of))]
 ChatDep = Annotated[ChatService, Depends(_in_loop(chat_of))]
 HistoryDep = Annotated[History, Depends(_in_loop(history_of))]
 TicketDep = Annotated[Ticket, Depends(_in_loop(ticket_from))]
+LimiterDep = Annotated[Limiter, Depends(_in_loop(limiter_of))]
 OptionalUid = Annotated[
     int | None,
     Query(

@@ -7,12 +7,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Query, Request
 
 from ..access.identity import acting_uid, owner_filter
+from ..access.limits import Charge, reservation
 from ..access.ticket import ticket_of
 from ..apis.native.serving import start_chat
 from ..errors import pick_language
+from ..hub import Batch, Subscription
 from ..schemas import ID_PATTERN, MAX_INT, CancelResult, ChatRequest, Envelope, StreamEvent
 from .deps import (
     ChatDep,
+    LimiterDep,
     OptionalUid,
     SettingsDep,
     TicketDep,
@@ -62,7 +65,8 @@ async def chat(body: ChatRequest, request: Request) -> EventStreamResponse:
     lang = pick_language(request.headers.get("accept-language"))
     ticket = ticket_of(request.scope)
     uid = acting_uid(ticket, body.uid)
-    charge = await limiter_of(request).admit(ticket, uid)
+    reserve = reservation(len(body.message), None, settings.local_max_tokens)
+    charge = await limiter_of(request).admit(ticket, uid, reserve)
     subscription = await start_chat(chat_of(request), body, uid, lang, charge)
     return EventStreamResponse(
         subscription,
@@ -83,6 +87,7 @@ async def resume(
     chat: ChatDep,
     settings: SettingsDep,
     ticket: TicketDep,
+    limiter: LimiterDep,
     after: Annotated[
         int | None, Query(ge=-1, le=MAX_INT, description="Replay events after this index")
     ] = None,
@@ -92,9 +97,15 @@ async def resume(
     """Replay the events after `after` (or `Last-Event-ID`), then follow live to the end."""
     position = after if after is not None else last_event_id
     owner = owner_filter(ticket, uid)
-    subscription = await chat.follow(stream_id, -1 if position is None else position, owner)
+    # Counted per key (per uid with auth off) while it follows: settled when it stops.
+    charge = await limiter.follow(ticket, owner)
+    try:
+        subscription = await chat.follow(stream_id, -1 if position is None else position, owner)
+    except BaseException:
+        await charge.settle(0)
+        raise
     return EventStreamResponse(
-        subscription,
+        Counted(subscription, charge),
         ping_seconds=settings.ping_seconds,
         send_timeout=settings.send_timeout_seconds,
         with_ids=True,
@@ -108,6 +119,25 @@ async def cancel(
     """Stop the generation; its stream ends with `finish_reason: "cancelled"`."""
     cancelled = await chat.cancel(stream_id, owner_filter(ticket, uid))
     return Envelope(data=CancelResult(stream_id=stream_id, cancelled=cancelled))
+
+
+class Counted:
+    """A subscription whose follower is counted against its key until it closes."""
+
+    def __init__(self, subscription: Subscription, charge: Charge) -> None:
+        self._subscription = subscription
+        self._charge = charge
+
+    async def next(self, idle_seconds: float) -> Batch | None:
+        """The subscription's next batch."""
+        return await self._subscription.next(idle_seconds)
+
+    async def close(self) -> None:
+        """Close the subscription, then free the follower's place."""
+        try:
+            await self._subscription.close()
+        finally:
+            await self._charge.settle(0)
 
 
 __all__ = ["StreamEvent", "router"]

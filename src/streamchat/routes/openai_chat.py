@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
+from ..access.limits import reservation
 from ..access.ticket import ticket_of
 from ..apis.openai_chat.formats import CompletionFormat
 from ..apis.openai_chat.protocol import (
@@ -63,7 +64,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     settings = settings_of(request)
     ticket = ticket_of(request.scope)
     owner = None if ticket.principal is None else ticket.principal.uid
-    charge = await limiter_of(request).admit(ticket, owner)
+    prompt = sum(message.size() for message in body.messages)
+    reserve = reservation(prompt, body.token_limit(), settings.local_max_tokens)
+    charge = await limiter_of(request).admit(ticket, owner, reserve)
     subscription, fmt = await start_completion(
         chat_of(request), body, settings, owner=owner, charge=charge
     )

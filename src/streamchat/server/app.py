@@ -36,6 +36,7 @@ from .admission import Admission, Gate, who_asked
 from .bodylimit import BodyLimit
 from .direct import DirectRoute, DirectRoutes
 from .drain import Drain
+from .jsonbody import StrictJson
 
 log = logging.getLogger("streamchat")
 
@@ -82,6 +83,9 @@ CORS_EXPOSED_HEADERS = [
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for `settings` (from the environment when not given)."""
     settings = settings or Settings()
+    refusal = settings.refusal()
+    if refusal is not None:  # `streamchat serve` says it before binding; this is for the rest
+        raise ValueError(refusal)
     metrics = Metrics(enabled=settings.metrics)
     provider = build_provider(settings, metrics)
     store = Store(
@@ -101,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.limit_tokens_per_minute,
             settings.limit_streams,
         ),
+        followers=settings.limit_followers,
         redis_url=settings.redis_url,
         key_prefix=settings.redis_key_prefix,
         metrics=metrics,
@@ -140,7 +145,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     handlers.install(app)
     # The last added is the outermost: TraceMiddleware, then the admission seam, the body
-    # bound, DirectRoutes (when on), then FastAPI's router.
+    # bound, DirectRoutes (when on), the strict JSON check of FastAPI's routes, then
+    # FastAPI's router.
+    app.add_middleware(StrictJson)
     if settings.direct_routes:
         app.add_middleware(
             DirectRoutes,
@@ -182,7 +189,14 @@ def gates(settings: Settings, keys: KeyStore) -> list[Gate]:
     server without keys)."""
     if settings.auth_mode == "keys":
         return [IdentityGate(keys, cache_seconds=settings.key_cache_seconds)]
-    return [LocalGuard(settings.allowed_host_names, settings.cors_origin_list)]
+    return [
+        LocalGuard(
+            settings.allowed_host_names,
+            settings.cors_origin_list,
+            # Off only because nothing was set: nobody chose to serve a proxy's clients.
+            refuse_proxied=settings.auth is None,
+        )
+    ]
 
 
 def build_hub(settings: Settings, store: Store) -> StreamHub:
@@ -203,7 +217,9 @@ def build_hub(settings: Settings, store: Store) -> StreamHub:
         hub.watch_orphans(OrphanedAnswers(store))
         return hub
     return MemoryHub(
-        ttl_seconds=settings.stream_ttl_seconds, retain_bytes=settings.stream_retain_bytes
+        ttl_seconds=settings.stream_ttl_seconds,
+        retain_bytes=settings.stream_retain_bytes,
+        owner_bytes=settings.stream_retain_bytes_per_owner,
     )
 
 
@@ -244,12 +260,17 @@ def _log_start(app: FastAPI, settings: Settings) -> None:
     log.info("provider %s, model %s", settings.provider, settings.model_name)
     if settings.auth_mode == "keys":
         log.info("auth: API keys (Authorization: Bearer) on /api and /v1")
-    elif settings.loopback_only:
-        log.info("auth: off (loopback only; hosts %s)", ", ".join(settings.allowed_host_names))
+    elif settings.auth is None:
+        log.info(
+            "auth: off (loopback only; hosts %s; requests through a proxy refused)",
+            ", ".join(settings.allowed_host_names),
+        )
     else:
+        # Set explicitly: on loopback too, since a proxy in front serves whoever reaches it.
         log.warning(
-            "AUTH IS OFF ON %s: ANYONE WHO REACHES THIS PORT CAN READ, WRITE AND DELETE EVERY "
-            "USER'S CONVERSATIONS AND SPEND YOUR MODEL (set STREAMCHAT_AUTH=keys)",
+            "AUTH IS OFF ON %s: ANYONE WHO REACHES THIS PORT, OR A PROXY IN FRONT OF IT, CAN "
+            "READ, WRITE AND DELETE EVERY USER'S CONVERSATIONS AND SPEND YOUR MODEL "
+            "(set STREAMCHAT_AUTH=keys)",
             settings.host,
         )
     log.info("chat page is serving at address: %s/", base)

@@ -19,6 +19,8 @@ from .listeners import LISTENERS, ListenError, bind_listeners
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
+    from .connections import ConnectionBounds
+
 log = logging.getLogger("streamchat")
 
 # Connections waiting to be accepted, per listening socket. uvicorn's default, 2048, overflowed
@@ -33,6 +35,7 @@ def serve(host: str | None, port: int | None, workers: int) -> int:
     """Run the HTTP server (`workers` processes sharing the port); the exit code."""
     import uvicorn
 
+    from .connections import ServeConfig
     from .headlimit import BoundedHttpToolsProtocol
     from .workers import Workers
 
@@ -43,6 +46,9 @@ def serve(host: str | None, port: int | None, workers: int) -> int:
         os.environ["STREAMCHAT_PORT"] = str(port)
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
+    bounds = _checked(settings)
+    if bounds is None:
+        return 2
     if settings.provider == "local" and not _prepare_local_model(settings):
         return 2
     if workers > 1 and not settings.redis_url:
@@ -58,13 +64,19 @@ def serve(host: str | None, port: int | None, workers: int) -> int:
     except ListenError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    config = uvicorn.Config(
+    config = ServeConfig(
         "streamchat.server.serve:worker_app",
         factory=True,
         workers=workers,
         loop="uvloop",
         http=BoundedHttpToolsProtocol,  # httptools, with a bound on the request head
         h11_max_incomplete_event_size=settings.max_header_bytes,  # that bound (headlimit.py)
+        bounds=bounds,  # head timeout, connections per address (connections.py)
+        timeout_keep_alive=settings.keepalive_timeout_seconds,
+        # uvicorn believes loopback's X-Forwarded-For by default: anyone on the machine
+        # could then write any client address into the logs. Only the listed proxies.
+        proxy_headers=bool(settings.trusted_proxy_list),
+        forwarded_allow_ips=settings.trusted_proxy_list or None,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,
@@ -90,6 +102,26 @@ def serve(host: str | None, port: int | None, workers: int) -> int:
         for sock in sockets:
             sock.close()
     return 0 if server.started else _STARTUP_FAILURE
+
+
+def _checked(settings: Settings) -> ConnectionBounds | None:
+    """The connection bounds of `settings`; None, the reason printed, for settings that
+    must not be served (`*` origins without keys, a proxy address that is none)."""
+    from .connections import ConnectionBounds
+
+    refusal = settings.refusal()
+    if refusal is None:
+        try:
+            return ConnectionBounds.build(
+                settings.head_timeout_seconds,
+                settings.body_timeout_seconds,
+                settings.max_connections_per_address,
+                settings.trusted_proxy_list,
+            )
+        except ValueError as exc:
+            refusal = f"STREAMCHAT_TRUSTED_PROXIES: {exc}"
+    print(f"error: {refusal}", file=sys.stderr)
+    return None
 
 
 @contextlib.contextmanager

@@ -21,6 +21,10 @@ from .recorder import AnswerRecorder
 log = logging.getLogger(__name__)
 
 TITLE_CHARS = 50
+# Messages a page, by default and at most: a client that knows no pages gets the latest 100,
+# the answer that may still be streaming among them (docs/architecture.md).
+MESSAGES_PAGE = 100
+MESSAGES_PAGE_MAX = 500
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CURSOR = re.compile(r"(\d{1,20})_([0-9a-f]{32})")
 _ROLES: dict[str, Role] = {"user": "user", "assistant": "assistant", "system": "system"}
@@ -57,6 +61,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         return _EPOCH + timedelta(microseconds=int(micros)), conversation_id
     except OverflowError:  # 20 digits of microseconds reach past the year 9999
         raise Failure(Kind.VALIDATION, "cursor_invalid") from None
+
+
+def decode_message_cursor(cursor: str) -> int:
+    """The position of a messages page's `next_cursor`; a 400 if it is not one."""
+    if not cursor.isascii() or not cursor.isdigit() or len(cursor) > 16:
+        raise Failure(Kind.VALIDATION, "cursor_invalid")
+    return int(cursor)
 
 
 def _not_found(conversation_id: str) -> Failure:
@@ -120,12 +131,22 @@ class History:
             items=items[:limit], next_cursor=encode_cursor(last.updated_at, last.id)
         )
 
-    async def messages(self, conversation_id: str, uid: int) -> MessageList:
-        """The conversation's messages, oldest first; 404 unless it is `uid`'s."""
-        items = await self.store.messages(conversation_id, uid)
-        if items is None:
+    async def messages(
+        self, conversation_id: str, uid: int, cursor: str | None = None, limit: int = MESSAGES_PAGE
+    ) -> MessageList:
+        """A page of the conversation's messages, oldest first: the latest `limit`, or the
+        ones before `cursor`; 404 unless it is `uid`'s."""
+        before = decode_message_cursor(cursor) if cursor else None
+        rows = await self.store.message_page(conversation_id, uid, before=before, limit=limit + 1)
+        if rows is None:
             raise _not_found(conversation_id)
-        return MessageList(conversation_id=conversation_id, items=items)
+        page = rows[:limit]
+        more = len(rows) > limit
+        return MessageList(
+            conversation_id=conversation_id,
+            items=[message for _, message in reversed(page)],
+            next_cursor=str(page[-1][0]) if more else None,
+        )
 
     async def delete(self, conversation_id: str, uid: int) -> None:
         """Delete the conversation and its messages; 404 unless it is `uid`'s."""

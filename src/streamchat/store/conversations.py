@@ -229,15 +229,23 @@ class Store:
 
     async def messages(self, conversation_id: str, uid: int) -> list[MessageOut] | None:
         """The conversation's messages, oldest first; None if it is not `uid`'s."""
-        query = (
-            select(messages)
-            .where(messages.c.conversation_id == conversation_id)
-            .order_by(messages.c.seq)
-        )
+        page = await self.message_page(conversation_id, uid, before=None, limit=None)
+        return None if page is None else [message for _, message in reversed(page)]
+
+    async def message_page(
+        self, conversation_id: str, uid: int, *, before: int | None, limit: int | None
+    ) -> list[tuple[int, MessageOut]] | None:
+        """Up to `limit` of the conversation's latest messages before position `before`
+        (None: the end), newest first, each with its position; None if it is not `uid`'s."""
+        m = messages.c
+        query = select(messages).where(m.conversation_id == conversation_id)
+        if before is not None:
+            query = query.where(m.seq < before)
+        query = query.order_by(m.seq.desc()).limit(limit)
         async with guarded(), self.engine.connect() as connection:
             if not await _owns(connection, conversation_id, uid):
                 return None
-            return [_message_out(row) for row in await connection.execute(query)]
+            return [(row.seq, _message_out(row)) for row in await connection.execute(query)]
 
     async def delete(self, conversation_id: str, uid: int) -> bool:
         """Delete the conversation and its messages; False if it is not `uid`'s."""

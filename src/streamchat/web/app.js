@@ -259,12 +259,11 @@ function storedElement(message) {
 /** Show a stored conversation (its messages are returned); an answer still streaming in it
  *  is followed live, replayed from its stream's first event so that it rebuilds all its text. */
 async function openConversation(id, skipMessageId = null) {
-  const path = `/api/conversations/${encodeURIComponent(id)}/messages`;
-  const list = await getData(withQuery(path, owner() ?? { uid: uidValue() }));
+  const items = await allMessages(id);
   hideError();
   clearChat();
   setConversation(id);
-  for (const message of list.items) {
+  for (const message of items) {
     if (message.id === skipMessageId) continue;
     if (message.role === "assistant" && message.status === "streaming" && message.stream_id) {
       run(new Answer({ streamId: message.stream_id, conversationId: id }), null);
@@ -272,7 +271,22 @@ async function openConversation(id, skipMessageId = null) {
       show(storedElement(message));
     }
   }
-  return list.items;
+  return items;
+}
+
+/** Every message of a conversation, oldest first: the server gives the latest page, then
+ *  the ones before it page by page (`next_cursor`), so a long chat is read in bounded bites. */
+async function allMessages(id) {
+  const path = `/api/conversations/${encodeURIComponent(id)}/messages`;
+  const who = owner() ?? { uid: uidValue() };
+  let items = [];
+  let cursor = null;
+  do {
+    const page = await getData(withQuery(path, { ...who, cursor }));
+    items = page.items.concat(items);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return items;
 }
 
 /** Delete a conversation (its delete button was confirmed); leave it if it is on screen. */
