@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Query, Request
 
 from ..access.identity import acting_uid, owner_filter
-from ..access.ticket import ticket_of
+from ..access.ticket import allowed_models, ticket_of
 from ..apis.native.serving import start_chat
 from ..errors import pick_language
 from ..schemas import ID_PATTERN, MAX_INT, CancelResult, ChatRequest, Envelope, StreamEvent
@@ -63,7 +63,9 @@ async def chat(body: ChatRequest, request: Request) -> EventStreamResponse:
     ticket = ticket_of(request.scope)
     uid = acting_uid(ticket, body.uid)
     charge = await limiter_of(request).admit(ticket, uid)
-    subscription = await start_chat(chat_of(request), body, uid, lang, charge)
+    subscription = await start_chat(
+        chat_of(request), body, uid, lang, charge, allowed_models(ticket)
+    )
     return EventStreamResponse(
         subscription,
         ping_seconds=settings.ping_seconds,
