@@ -17,9 +17,10 @@ export class ModelPicker {
     select.addEventListener("change", () => sessionStorage.setItem(KEY_MODEL, select.value));
   }
 
-  /** The model chosen, or null before the list came (the server then picks its default). */
+  /** The model chosen; null with nothing to choose (one model, or no list yet): the server
+   *  then picks its default, as for a page that knows nothing of models. */
   get value() {
-    return this.select.value || null;
+    return this.box.hidden ? null : this.select.value || null;
   }
 
   /** Fill the list from the server; a refusal (no key yet) leaves it empty and hidden. */
