@@ -28,7 +28,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Envelope[None], "description": text}
     for code, text in {
         400: "Validation failed (code 51) or invalid request (code 66)",
-        404: "Unknown or expired stream (code 65)",
+        404: "Unknown model, or unknown or expired stream (code 65)",
         413: "Message too long (code 51), or the body too large (code 66)",
         502: "The upstream model failed before the stream began (code 60)",
         503: "The model is unavailable or busy (code 63)",
