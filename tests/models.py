@@ -69,9 +69,7 @@ def write_models(directory: Path, content: dict[str, Any] | str) -> Path:
     return path
 
 
-def models_server(
-    scratch: str, path: Path, env: dict[str, str] | None = None, **settings: str
-) -> ServerProcess:
+def models_server(scratch: str, path: Path, **settings: str) -> ServerProcess:
     """A server (not started) on the models file at `path`, with the upstreams' key variables."""
     streamchat = {
         "STREAMCHAT_MODELS_FILE": str(path),
@@ -81,4 +79,4 @@ def models_server(
         **{f"STREAMCHAT_{k.upper()}": v for k, v in sqlite_settings(scratch).items()},
         **{f"STREAMCHAT_{k.upper()}": v for k, v in settings.items()},
     }
-    return ServerProcess({**KEYS, **KEYS_C, **streamchat, **(env or {})})
+    return ServerProcess({**KEYS, **KEYS_C, **streamchat})

@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     model_cooldown_seconds: float = Field(
         30.0, gt=0, description="…for this long; then one request probes it."
     )
+    local_memory_mb: int = Field(
+        0,
+        ge=0,
+        description="Memory the local models of the models file may take together (weights "
+        "and KV caches); 0: what the kernel says is available. More stops the server.",
+    )
     openai_base_url: str = "http://127.0.0.1:9000/v1"
     openai_api_key: str = ""
     upstream_connect_timeout: float = Field(10.0, gt=0, description="Seconds to connect.")

@@ -138,7 +138,7 @@ def _check_models(settings: Settings) -> bool:
     from ..providers import local_entries
     from ..providers.catalog import CatalogError, check_keys, load_catalog
     from ..providers.local import prepare
-    from ..providers.memory import available_memory, check_fit, need
+    from ..providers.memory import check_fit, need
     from ..providers.model_files import LocalModelError
 
     try:
@@ -148,7 +148,7 @@ def _check_models(settings: Settings) -> bool:
         for name, local in local_entries(settings, catalog):
             needs.append(need(name, prepare(local), local))
             log.info("local model %s", needs[-1].describe())
-        check_fit(needs, available_memory())
+        check_fit(needs, settings)
     except (CatalogError, LocalModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return False
