@@ -72,6 +72,15 @@ async def test_three_refusals_skip_a_model_then_one_request_probes_it(
             assert await ask(http, server.url, "fake-a") == "fake-a"
             assert await ask(http, server.url, "fake-a") == "fake-a"
             assert len(fakes["a"].records) == 2
+            # A model without fallbacks, cooling down: refused at once, told when to retry.
+            fakes["c"].reset(Script(status=500))
+            for _ in range(3):
+                assert await ask(http, server.url, "fake-c") == "502"
+            body = {"uid": 1, "message": "hi", "model": "fake-c"}
+            async with http.post(server.url + "/api/chat", json=body) as response:
+                assert response.status == 503
+                assert 1 <= int(response.headers["Retry-After"]) <= 2
+            assert len(fakes["c"].records) == 3
     finally:
         server.stop()
 
@@ -185,6 +194,19 @@ async def test_a_bad_models_file_stops_the_server_with_a_clear_message(
     assert code == 2
     assert f"error: the models file {tmp_path / 'models.yaml'}" in server.log()
     assert message in server.log()
+
+
+async def test_a_missing_models_file_or_gguf_stops_the_server_naming_it(
+    tmp_path: Path, scratch: str
+) -> None:
+    server = models_server(scratch, tmp_path / "absent.yaml")
+    assert await asyncio.to_thread(server.spawn().wait, 30) == 2
+    assert f"error: cannot read the models file {tmp_path / 'absent.yaml'}" in server.log()
+    gguf = tmp_path / "absent.gguf"
+    content = {"models": [{"name": "mine", "provider": "local", "model_path": str(gguf)}]}
+    server = models_server(scratch, write_models(tmp_path, content))
+    assert await asyncio.to_thread(server.spawn().wait, 30) == 2
+    assert f"error: model 'mine': the model file {gguf} does not exist" in server.log()
 
 
 async def test_a_missing_key_variable_stops_the_server_naming_it(

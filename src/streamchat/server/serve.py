@@ -146,7 +146,10 @@ def _check_models(settings: Settings) -> bool:
         check_keys(catalog)
         needs = []
         for name, local in local_entries(settings, catalog):
-            needs.append(need(name, prepare(local), local))
+            try:
+                needs.append(need(name, prepare(local), local))
+            except LocalModelError as exc:
+                raise LocalModelError(f"model {name!r}: {exc}") from None
             log.info("local model %s", needs[-1].describe())
         check_fit(needs, settings)
     except (CatalogError, LocalModelError) as exc:
