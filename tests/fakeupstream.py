@@ -74,6 +74,7 @@ class Record:
     token_times: list[float] = field(default_factory=list)
     closed_at: float | None = None
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+    headers: dict[str, str] = field(default_factory=dict)  # names in lower case
 
 
 async def closed_within(record: Record, since: float, seconds: float = 1.0) -> None:
@@ -128,7 +129,7 @@ class FakeUpstream:
             head = await reader.readuntil(b"\r\n\r\n")
             headers = _headers(head)
             body = await reader.readexactly(int(headers.get("content-length", "0")))
-            record = Record(orjson.loads(body), time.monotonic())
+            record = Record(orjson.loads(body), time.monotonic(), headers=headers)
             self.records.append(record)
             watcher = asyncio.create_task(_watch_close(reader, record))
             script = self.queued.pop(0) if self.queued else self.script

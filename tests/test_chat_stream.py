@@ -187,11 +187,12 @@ async def test_upstream_silent_mid_answer_ends_with_timeout_event(
     assert got[-1]["code"] == "upstream_timeout"
 
 
-async def test_unknown_model_is_400(http: aiohttp.ClientSession, server: ServerProcess) -> None:
+async def test_unknown_model_is_404(http: aiohttp.ClientSession, server: ServerProcess) -> None:
+    # DESIGN §10: unknown (or not the key's) is 404, code 65, as on /v1.
     async with await post_chat(http, server, model="no-such-model") as response:
-        assert response.status == 400
+        assert response.status == 404
         body = await response.json()
-    assert body["code"] == 51
+    assert body["code"] == 65
     assert "no-such-model" in body["message"]
 
 

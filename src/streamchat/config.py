@@ -108,6 +108,23 @@ class Settings(BaseSettings):
         4096, ge=256, description="Context window: prompt and answer together."
     )
     local_threads: int = Field(0, ge=0, description="CPU threads for generation; 0: all cores.")
+    models_file: Path | None = Field(
+        None,
+        description="A YAML file of several models behind one endpoint (docs/models.md); "
+        "unset: the provider settings here make the one model.",
+    )
+    model_cooldown_failures: int = Field(
+        3, ge=1, description="Refusals in a row after which a model of the file is skipped…"
+    )
+    model_cooldown_seconds: float = Field(
+        30.0, gt=0, description="…for this long; then one request probes it."
+    )
+    local_memory_mb: int = Field(
+        0,
+        ge=0,
+        description="Memory the local models of the models file may take together (weights "
+        "and KV caches); 0: what the kernel says is available. More stops the server.",
+    )
     openai_base_url: str = "http://127.0.0.1:9000/v1"
     openai_api_key: str = ""
     upstream_connect_timeout: float = Field(10.0, gt=0, description="Seconds to connect.")

@@ -153,13 +153,18 @@ class TraceMiddleware:
             "key_prefix": escape(key_prefix),
             "ttft_ms": None if line.ttft is None else round(line.ttft * 1000, 1),
             "tokens": line.tokens,
+            "model": line.model,  # the model that answered
+            "tried": line.tried,  # models tried for it (more than 1: fallbacks)
             "duration_ms": round(seconds * 1000, 1),
             "user_agent": escape(_header(scope, b"user-agent")),
         }
+        model = (
+            "" if line.tried is None else f" model={escape(line.model or '-')} tried={line.tried}"
+        )
         log.info(
-            '%s "%s %s" %d uid=%s key=%s ttft=%s tokens=%s %.1fms "%s"',
+            '%s "%s %s" %d uid=%s key=%s ttft=%s tokens=%s%s %.1fms "%s"',
             fields["client"], fields["method"], fields["path"], status, uid,
-            fields["key_prefix"], ttft, tokens, seconds * 1000, fields["user_agent"],
+            fields["key_prefix"], ttft, tokens, model, seconds * 1000, fields["user_agent"],
             extra={"fields": fields},
         )  # fmt: skip
 

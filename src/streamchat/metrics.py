@@ -65,6 +65,8 @@ class RequestLine:
     started: float = field(default_factory=time.perf_counter)  # when the request arrived
     ttft: float | None = None  # seconds to the first token
     tokens: int | None = None
+    model: str | None = None  # the model that answered (the router's entry)
+    tried: int | None = None  # how many models were tried for it
 
 
 request_line_var: contextvars.ContextVar[RequestLine | None] = contextvars.ContextVar(
@@ -196,6 +198,15 @@ class Metrics:
         return generate_latest(self._registry), CONTENT_TYPE_LATEST
 
 
+def _histograms(metrics: Metrics, api: str, model: str) -> tuple[Histogram, Histogram, Histogram]:
+    """The three latency histograms of one API and model."""
+    return (
+        metrics.ttft.labels(api, model),
+        metrics.itl.labels(api, model),
+        metrics.e2e.labels(api, model),
+    )
+
+
 @dataclass(slots=True)
 class Ending:
     """How a stream ended, for its meter: a finish reason, or an error code."""
@@ -210,6 +221,7 @@ class StreamMeter:
     """One stream's measurements: its start, its tokens' times, its end."""
 
     __slots__ = (
+        "_api",
         "_ended",
         "_first",
         "_histograms",
@@ -228,11 +240,8 @@ class StreamMeter:
         self._line: RequestLine | None = current_request()
         # From the request's arrival (its body read, the turn saved …), when it is known.
         self._started = time.perf_counter() if self._line is None else self._line.started
-        self._histograms = (
-            metrics.ttft.labels(api, model),
-            metrics.itl.labels(api, model),
-            metrics.e2e.labels(api, model),
-        )
+        self._api = api
+        self._histograms = _histograms(metrics, api, model)
         self._times: list[float] = []
         self._together = 0  # tokens that came in the same read as the one before: gap 0
         self._first: float | None = None
@@ -242,6 +251,10 @@ class StreamMeter:
         # Called per read with its tokens' count; rebound after the first, so that the
         # later ones test nothing.
         self.token: Callable[[int], None] = self._first_token
+
+    def answered_by(self, model: str) -> None:
+        """The stream's model is `model` (a fallback answered, not the one asked for)."""
+        self._histograms = _histograms(self._metrics, self._api, model)
 
     def begin(self) -> None:
         """The stream began: the generation is running."""

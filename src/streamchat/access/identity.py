@@ -118,6 +118,7 @@ class IdentityGate:
             key_id=record.id,
             key_prefix=record.prefix,
             limits=record.limits,
+            models=record.models,
         )
         # Written once the response shows the request was served: a refused one (403, 429,
         # 413, …) writes nothing, not even this.

@@ -33,13 +33,14 @@ KeyKind = Literal["user", "service"]
 @dataclass(slots=True, frozen=True)
 class Principal:
     """Who is asking: the owner of the key the request carries (its uid, the key's id and
-    display prefix, user or service, its own limits)."""
+    display prefix, user or service, its own limits, the models it may use: None, every one)."""
 
     uid: int
     kind: KeyKind
     key_id: int
     key_prefix: str
     limits: KeyLimits = field(default_factory=KeyLimits)
+    models: tuple[str, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -54,6 +55,11 @@ class Ticket:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     on_response: list[Callable[[int], None]] = field(default_factory=list)
     """Called with the response's status as it starts (a key's last use: only if it served)."""
+
+
+def allowed_models(ticket: Ticket) -> tuple[str, ...] | None:
+    """The models the request's key may use; None: every one (or auth is off)."""
+    return None if ticket.principal is None else ticket.principal.models
 
 
 def api_of(path: str) -> Api | None:

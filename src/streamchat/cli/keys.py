@@ -13,10 +13,12 @@ from datetime import datetime
 
 from ..access.keys import display_prefix, key_hash, new_key
 from ..config import Settings
+from ..providers.catalog import CatalogError, load_catalog
 from ..store import StoreUnavailable, create_engine, migrate
 from ..store.keys import KeyLimits, KeyRecord, KeyStore
 
 NOT_FOUND = 1
+USAGE = 2
 DATABASE_FAILED = 3
 MAX_UID = 2**63 - 1
 
@@ -47,14 +49,44 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     create.add_argument("--requests-per-minute", type=positive, help="this key's own limit")
     create.add_argument("--tokens-per-minute", type=positive, help="this key's own limit")
     create.add_argument("--streams", type=positive, help="open streams at once, this key's own")
-    sub.add_parser("list", help="every key: id, prefix, uid, kind, name, last used")
+    create.add_argument(
+        "--models",
+        type=model_names,
+        help="the only models the key may use, comma-separated (names of the models file)",
+    )
+    sub.add_parser("list", help="every key: id, prefix, uid, kind, name, models, last used")
     revoke = sub.add_parser("revoke", help="stop a key from working (within seconds)")
     revoke.add_argument("id", type=positive, help="the key's id, from `keys list`")
+
+
+def model_names(value: str) -> tuple[str, ...]:
+    """An argparse type: model names, comma-separated, at least one."""
+    names = tuple(dict.fromkeys(name.strip() for name in value.split(",") if name.strip()))
+    if not names:
+        raise argparse.ArgumentTypeError("name at least one model")
+    return names
+
+
+def _unknown_models(settings: Settings, names: tuple[str, ...]) -> str | None:
+    """Why `names` cannot be a key's models (one the server does not serve), or None."""
+    try:
+        known = load_catalog(settings).names()
+    except CatalogError as exc:
+        return str(exc)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        return f"no model named {', '.join(unknown)} (the server serves {', '.join(known)})"
+    return None
 
 
 async def run(args: argparse.Namespace) -> int:
     """Run a `keys` subcommand; the exit code."""
     settings = Settings()
+    if args.keys_command == "create" and args.models is not None:
+        problem = _unknown_models(settings, args.models)
+        if problem is not None:
+            print(f"error: {problem}", file=sys.stderr)
+            return USAGE
     engine = create_engine(
         settings.database_url,
         schema=settings.database_schema,
@@ -85,6 +117,7 @@ async def _create(store: KeyStore, args: argparse.Namespace) -> int:
         kind="service" if args.service else "user",
         name=args.name,
         limits=limits,
+        models=args.models,
     )
     print(key)
     print(
@@ -96,7 +129,7 @@ async def _create(store: KeyStore, args: argparse.Namespace) -> int:
 
 
 def _print_list(records: list[KeyRecord]) -> int:
-    header = ("ID", "PREFIX", "UID", "KIND", "NAME", "CREATED", "LAST USED", "REVOKED")
+    header = ("ID", "PREFIX", "UID", "KIND", "NAME", "MODELS", "CREATED", "LAST USED", "REVOKED")
     rows = [header] + [
         (
             str(r.id),
@@ -104,6 +137,7 @@ def _print_list(records: list[KeyRecord]) -> int:
             str(r.uid),
             r.kind,
             r.name or "-",
+            "all" if r.models is None else ",".join(r.models),
             _when(r.created_at),
             _when(r.last_used_at),
             _when(r.revoked_at),

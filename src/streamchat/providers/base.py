@@ -117,6 +117,13 @@ class ProviderStream(Protocol):
     async def aclose(self) -> None: ...
 
 
+def answered_by(stream: ProviderStream, asked: str) -> str:
+    """The model that accepted a request: the router's stream names the entry that answered
+    (a fallback, perhaps); any other provider's stream answered as `asked`."""
+    model = getattr(stream, "model", None)
+    return model if isinstance(model, str) else asked
+
+
 class Provider(Protocol):
     """A source of answers: the embedded model, an OpenAI-compatible upstream, or echo."""
 

@@ -12,6 +12,7 @@ from fastapi import Depends, Query, Request
 from ..access.limits import Limiter
 from ..access.ticket import Ticket, ticket_of
 from ..config import Settings
+from ..providers.router import Router
 from ..schemas import MAX_INT
 from ..service.chat import ChatService
 from ..service.history import History
@@ -29,6 +30,12 @@ def chat_of(request: Request) -> ChatService:
     """The chat service of this app."""
     chat: ChatService = request.app.state.chat
     return chat
+
+
+def models_of(request: Request) -> Router:
+    """The models this app serves (the provider the chat service was given)."""
+    models: Router = request.app.state.models
+    return models
 
 
 def history_of(request: Request) -> History:
@@ -60,6 +67,7 @@ def _in_loop(of: Callable[[Request], T]) -> Callable[[Request], Awaitable[T]]:
 SettingsDep = Annotated[Settings, Depends(_in_loop(settings_of))]
 ChatDep = Annotated[ChatService, Depends(_in_loop(chat_of))]
 HistoryDep = Annotated[History, Depends(_in_loop(history_of))]
+ModelsDep = Annotated[Router, Depends(_in_loop(models_of))]
 TicketDep = Annotated[Ticket, Depends(_in_loop(ticket_from))]
 LimiterDep = Annotated[Limiter, Depends(_in_loop(limiter_of))]
 OptionalUid = Annotated[

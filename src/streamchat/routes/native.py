@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 
 from ..access.identity import acting_uid, owner_filter
 from ..access.limits import Charge, reservation
-from ..access.ticket import ticket_of
+from ..access.ticket import allowed_models, ticket_of
 from ..apis.native.serving import start_chat
 from ..errors import pick_language
 from ..hub import Batch, Subscription
@@ -31,7 +31,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Envelope[None], "description": text}
     for code, text in {
         400: "Validation failed (code 51) or invalid request (code 66)",
-        404: "Unknown or expired stream (code 65)",
+        404: "Unknown model, or unknown or expired stream (code 65)",
         413: "Message too long (code 51), or the body too large (code 66)",
         502: "The upstream model failed before the stream began (code 60)",
         503: "The model is unavailable or busy (code 63)",
@@ -67,7 +67,9 @@ async def chat(body: ChatRequest, request: Request) -> EventStreamResponse:
     uid = acting_uid(ticket, body.uid)
     reserve = reservation(len(body.message), None, settings.local_max_tokens)
     charge = await limiter_of(request).admit(ticket, uid, reserve)
-    subscription = await start_chat(chat_of(request), body, uid, lang, charge)
+    subscription = await start_chat(
+        chat_of(request), body, uid, lang, charge, allowed_models(ticket)
+    )
     return EventStreamResponse(
         subscription,
         ping_seconds=settings.ping_seconds,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
 from ..access.limits import reservation
-from ..access.ticket import ticket_of
+from ..access.ticket import allowed_models, ticket_of
 from ..apis.openai_chat.formats import CompletionFormat
 from ..apis.openai_chat.protocol import (
     ChatCompletion,
@@ -20,7 +20,8 @@ from ..apis.openai_chat.protocol import (
 )
 from ..apis.openai_chat.serving import start_completion
 from ..errors import Failure, Kind
-from .deps import ChatDep, SettingsDep, chat_of, limiter_of, settings_of
+from ..providers.router import Router
+from .deps import ChatDep, ModelsDep, TicketDep, chat_of, limiter_of, settings_of
 from .streaming import CompletionResponse, EventStreamResponse
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
@@ -68,7 +69,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     reserve = reservation(prompt, body.token_limit(), settings.local_max_tokens)
     charge = await limiter_of(request).admit(ticket, owner, reserve)
     subscription, fmt = await start_completion(
-        chat_of(request), body, settings, owner=owner, charge=charge
+        chat_of(request), body, settings, owner=owner, charge=charge, allowed=allowed_models(ticket)
     )
     if not isinstance(fmt, CompletionFormat):
         return EventStreamResponse(
@@ -80,20 +81,25 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
 
 
 @router.get("/models", summary="List the models", responses=_ERRORS)
-async def list_models(chat: ChatDep, settings: SettingsDep) -> ModelList:
-    """The models a request may name; the first is the default."""
-    return ModelList(data=[_card(model, settings.provider) for model in chat.models()])
+async def list_models(chat: ChatDep, models: ModelsDep, ticket: TicketDep) -> ModelList:
+    """The models a request with this key may name; the first is the default."""
+    names = chat.models(allowed_models(ticket))
+    return ModelList(data=[_card(name, models) for name in names])
 
 
 @router.get("/models/{model}", summary="Retrieve a model", responses=_ERRORS)
 async def retrieve_model(
-    model: Annotated[str, Path(description="A model id")], chat: ChatDep, settings: SettingsDep
+    model: Annotated[str, Path(description="A model id")],
+    chat: ChatDep,
+    models: ModelsDep,
+    ticket: TicketDep,
 ) -> ModelCard:
-    """One model, or 404."""
-    if model not in chat.models():
+    """One model, or 404 (also for one this key may not use: the two look the same)."""
+    if model not in chat.models(allowed_models(ticket)):
         raise Failure(Kind.NOT_FOUND, "model_unknown", model=model)
-    return _card(model, settings.provider)
+    return _card(model, models)
 
 
-def _card(model: str, provider: str) -> ModelCard:
-    return ModelCard(id=model, created=_STARTED, owned_by=f"streamchat-{provider}")
+def _card(name: str, models: Router) -> ModelCard:
+    owner = models.route(name).provider.name
+    return ModelCard(id=name, created=_STARTED, owned_by=f"streamchat-{owner}")

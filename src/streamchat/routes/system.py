@@ -16,7 +16,7 @@ from fastapi.responses import (
 
 from ..metrics import Metrics
 from ..schemas import Code, Envelope, Health
-from .deps import ChatDep, HistoryDep
+from .deps import ChatDep, HistoryDep, ModelsDep
 
 router = APIRouter(tags=["system"])
 
@@ -36,11 +36,16 @@ async def healthz() -> Envelope[Health]:
 
 
 @router.get("/readyz", summary="Readiness", responses={503: {"model": Envelope[Health]}})
-async def readyz(chat: ChatDep, history: HistoryDep) -> JSONResponse:
+async def readyz(chat: ChatDep, history: HistoryDep, models: ModelsDep) -> JSONResponse:
     """Ready when new chats are accepted (not draining after SIGTERM), the provider can take
     a request, the database and the stream hub (Redis) answer, and every background task
     other requests rely on (the store's writer, the Redis hub's copying and listening) is
-    running."""
+    running.
+
+    `models` has one check per model (false: its provider is down, or it is cooling down
+    after refusals); they are not part of readiness: every node reaches the same upstreams,
+    so taking this one out of the balancer would not help, and `provider` is false only when
+    the default model and all its fallbacks are out."""
     stopped = chat.stopped_tasks() + ([] if history.store.writer_alive() else ["store-writer"])
     checks: dict[str, Any] = {
         "accepting": not chat.draining,  # false from SIGTERM on (server/drain.py)
@@ -50,6 +55,7 @@ async def readyz(chat: ChatDep, history: HistoryDep) -> JSONResponse:
         "tasks": not stopped,
     }
     ready = all(checks.values())
+    checks["models"] = await models.checks()
     if stopped:
         checks["stopped"] = stopped
     health = Health(status="ready" if ready else "not ready", checks=checks)

@@ -119,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await hub.start()
         await provider.start()
         Drain(service, settings.shutdown_grace_seconds).install()
-        _log_start(app, settings)
+        _log_start(app, settings, provider.models())
         try:
             yield
         finally:
@@ -140,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.chat = service
+    app.state.models = provider
     app.state.history = history
     app.state.limiter = limiter
     app.state.metrics = metrics
@@ -255,9 +256,12 @@ def _errors_as_json(responses: dict[str, Any]) -> None:
             content["application/json"] = content.pop("text/event-stream")
 
 
-def _log_start(app: FastAPI, settings: Settings) -> None:
+def _log_start(app: FastAPI, settings: Settings, models: list[str]) -> None:
     base = f"http://{settings.host}:{settings.port}"
-    log.info("provider %s, model %s", settings.provider, settings.model_name)
+    if settings.models_file is None:
+        log.info("provider %s, model %s", settings.provider, settings.model_name)
+    else:
+        log.info("models from %s: %s", settings.models_file, ", ".join(models))
     if settings.auth_mode == "keys":
         log.info("auth: API keys (Authorization: Bearer) on /api and /v1")
     elif settings.auth is None:

@@ -49,7 +49,7 @@ def serve(host: str | None, port: int | None, workers: int) -> int:
     bounds = _checked(settings)
     if bounds is None:
         return 2
-    if settings.provider == "local" and not _prepare_local_model(settings):
+    if not _prepare_models(settings):
         return 2
     if workers > 1 and not settings.redis_url:
         print(
@@ -143,6 +143,13 @@ def _shared_metrics(enabled: bool) -> Iterator[str | None]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _prepare_models(settings: Settings) -> bool:
+    """Check the models before serving: the models file's, or the one local model."""
+    if settings.models_file is not None:
+        return _check_models(settings)
+    return settings.provider != "local" or _prepare_local_model(settings)
+
+
 def _prepare_local_model(settings: Settings) -> bool:
     """Assemble and check the model before serving: a broken one is one line, not a traceback."""
     from ..providers.local import prepare
@@ -151,6 +158,33 @@ def _prepare_local_model(settings: Settings) -> bool:
     try:
         prepare(settings)
     except LocalModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+def _check_models(settings: Settings) -> bool:
+    """Check the models file, its keys' variables, and its local models (each assembled and
+    checked, their memory logged and summed against what is available): a problem is one
+    line naming the model, not a traceback."""
+    from ..providers import local_entries
+    from ..providers.catalog import CatalogError, check_keys, load_catalog
+    from ..providers.local import prepare
+    from ..providers.memory import check_fit, need
+    from ..providers.model_files import LocalModelError
+
+    try:
+        catalog = load_catalog(settings)
+        check_keys(catalog)
+        needs = []
+        for name, local in local_entries(settings, catalog):
+            try:
+                needs.append(need(name, prepare(local), local))
+            except LocalModelError as exc:
+                raise LocalModelError(f"model {name!r}: {exc}") from None
+            log.info("local model %s", needs[-1].describe())
+        check_fit(needs, settings)
+    except (CatalogError, LocalModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return False
     return True

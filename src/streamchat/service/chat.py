@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from ..access.limits import FREE, Charge
 from ..config import Settings
 from ..errors import Failure, Kind
 from ..hub import Hooks, StreamHub, StreamNotFound, Subscription
 from ..metrics import Metrics, StreamMeter
-from ..providers.base import GenerateRequest, Provider, ProviderError, ProviderStream
+from ..providers.base import GenerateRequest, Provider, ProviderError, ProviderStream, answered_by
 from .generation import Generation, Recorder, StreamFormat
 from .history import History, Turn
 from .slots import StreamSlots
@@ -46,9 +46,14 @@ class ChatService:
         self._metrics = metrics or Metrics(enabled=False)
         self.draining = False  # SIGTERM: no new chats (server/drain.py)
 
-    def models(self) -> list[str]:
-        """The model ids a request may name."""
-        return self._provider.models()
+    def models(self, allowed: Collection[str] | None = None) -> list[str]:
+        """The model ids a request may name (those of `allowed`, a key's), the default first."""
+        models = self._provider.models()
+        if allowed is None:
+            return models
+        if models[0] in allowed:
+            return [model for model in models if model in allowed]
+        return [model for model in allowed if model in models]
 
     async def provider_ready(self) -> bool:
         """Whether the provider would accept a request now."""
@@ -185,6 +190,12 @@ class ChatService:
         detach_grace: float | None = None,
     ) -> Subscription:
         upstream = await self._open(request)
+        # The stream names the model that answered: a fallback, when the one asked refused.
+        model = answered_by(upstream, request.model)
+        if model != request.model:
+            fmt.model = model
+            if meter is not None:
+                meter.answered_by(model)
         stream_id = stream_id or uuid.uuid4().hex
         opening = fmt.opening(stream_id)
         try:
@@ -247,13 +258,16 @@ class ChatService:
         if self._background:
             await asyncio.wait(set(self._background), timeout=2)
 
-    def resolve_model(self, requested: str | None) -> str:
-        """The model to use: the provider's default, or a requested one it serves."""
-        models = self._provider.models()
-        if requested is None or requested == "":
+    def resolve_model(self, requested: str | None, allowed: Collection[str] | None = None) -> str:
+        """The model to use: a requested one, or the default (a key's first when the key may
+        not use the server's); unknown and not `allowed` for the key are the same 404."""
+        models = self.models(allowed)
+        if not requested:
+            if not models:
+                raise Failure(Kind.NOT_FOUND, "model_unknown", model="")
             return models[0]
         if requested not in models:
-            raise Failure(Kind.VALIDATION, "model_unknown", model=requested)
+            raise Failure(Kind.NOT_FOUND, "model_unknown", model=requested)
         return requested
 
     async def _open(self, request: GenerateRequest) -> ProviderStream:

@@ -84,7 +84,12 @@ class Recorder(Protocol):
 
 
 class StreamFormat(Protocol):
-    """How a generation's events are written to the hub: the native events, or OpenAI's."""
+    """How a generation's events are written to the hub: the native events, or OpenAI's.
+
+    `model` is the model the stream names: set by the service, before `opening`, to the one
+    that answered (a fallback of the models file, when the one asked for refused)."""
+
+    model: str
 
     def opening(self, stream_id: str) -> list[bytes]:
         """The events before the first delta."""

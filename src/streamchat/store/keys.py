@@ -41,6 +41,7 @@ class KeyRecord:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    models: tuple[str, ...] | None = None  # the models it may use; None: every one
 
 
 class KeyStore:
@@ -59,8 +60,10 @@ class KeyStore:
         kind: KeyKind,
         name: str | None,
         limits: KeyLimits,
+        models: tuple[str, ...] | None = None,
     ) -> KeyRecord:
-        """Store a new key's hash; the record as stored."""
+        """Store a new key's hash (and the models it may use; None: every one); the record
+        as stored."""
         values = {
             "hash": key_hash,
             "prefix": prefix,
@@ -71,6 +74,7 @@ class KeyStore:
             "tokens_per_minute": limits.tokens_per_minute,
             "streams": limits.streams,
             "created_at": datetime.now(UTC),
+            "models": None if models is None else ",".join(models),
         }
         async with guarded(), self._writer.begin() as connection:
             result = await connection.execute(insert(api_keys).values(values))
@@ -123,4 +127,5 @@ def _record(row: Row[Any]) -> KeyRecord:
         created_at=row.created_at,
         last_used_at=row.last_used_at,
         revoked_at=row.revoked_at,
+        models=None if row.models is None else tuple(row.models.split(",")),
     )

@@ -130,5 +130,7 @@ api_keys = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("last_used_at", UTCDateTime, nullable=True),
     Column("revoked_at", UTCDateTime, nullable=True),
+    # The models (their names, comma-separated) the key may use; null: every one.
+    Column("models", Text, nullable=True),
     CheckConstraint(f"kind IN {KEY_KINDS}", name="kind"),
 )

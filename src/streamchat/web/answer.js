@@ -20,8 +20,9 @@ const NOTES = {
   length: "Cut off: the answer reached its length limit.",
 };
 
-/** A message bubble: <article class="msg ROLE" data-status=…> with a body and a status line. */
-export function messageElement(role, text, status = "complete") {
+/** A message bubble: <article class="msg ROLE" data-status=…> with a body and a status line;
+ *  an answer also names the model that wrote it (once known). */
+export function messageElement(role, text, status = "complete", model = null) {
   const article = document.createElement("article");
   article.className = `msg ${role}`;
   const body = document.createElement("div");
@@ -30,12 +31,25 @@ export function messageElement(role, text, status = "complete") {
   note.className = "status";
   article.append(body, note);
   if (role === "assistant") {
+    const label = document.createElement("p");
+    label.className = "model";
+    article.prepend(label);
+    showModel(article, model);
+  }
+  if (role === "assistant") {
     body.replaceChildren(renderMarkdown(text));
   } else {
     body.textContent = text;
   }
   setStatus(article, status, NOTES[status] ?? "");
   return article;
+}
+
+/** Name the model that wrote an answer's bubble. */
+export function showModel(article, model) {
+  if (!model) return;
+  article.dataset.model = model;
+  article.querySelector(".model").textContent = model;
 }
 
 function setStatus(article, status, note) {
@@ -98,6 +112,7 @@ export class Answer {
       this.conversationId = event.conversation_id;
       this.messageId = event.message_id;
       this.uid = event.uid ?? null;
+      showModel(this.element, event.model);
       this.onStart(this);
     } else if (event.type === "delta") {
       this.text += event.delta;

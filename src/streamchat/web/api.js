@@ -122,6 +122,15 @@ export function deleteData(url) {
   return call("DELETE", url);
 }
 
+/** The ids of the models this page's key may use (GET /v1/models), the default first. */
+export async function listModels() {
+  const key = apiKey;
+  const response = await fetch("/v1/models", { headers: headers({ Accept: "application/json" }) });
+  if (!response.ok) throw await errorOf(response, key);
+  const list = await response.json();
+  return list.data.map((model) => model.id);
+}
+
 /** Start a chat: POST /api/chat. Resolves once the server accepted it (or throws ApiError). */
 export async function startChat(body) {
   const key = apiKey;

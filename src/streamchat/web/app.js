@@ -20,6 +20,7 @@ import {
 } from "./api.js";
 import { Answer, messageElement } from "./answer.js";
 import { KeyPanel } from "./key.js";
+import { ModelPicker } from "./models.js";
 import { dropSaved, forgetAnswer, loadSaved, saveAnswer } from "./saved.js";
 import { Sidebar } from "./sidebar.js";
 import { say } from "./words.js";
@@ -61,6 +62,12 @@ const sidebar = new Sidebar({
   onUid: (uid) => learnUid(uid),
 });
 
+const models = new ModelPicker({
+  box: $("model-box"),
+  label: $("model-label"),
+  select: $("model"),
+});
+
 const keys = new KeyPanel({
   form: $("key-form"),
   label: $("key-label"),
@@ -72,6 +79,7 @@ const keys = new KeyPanel({
     hideError();
     newChat();
     sidebar.reload(owner());
+    models.reload(); // this key may use other models than the last
   },
 });
 
@@ -215,6 +223,7 @@ async function send(text) {
   hideError();
   const body = state.keyed ? { message: text } : { uid: uidValue(), message: text };
   if (state.conversationId) body.conversation_id = state.conversationId;
+  if (models.value !== null) body.model = models.value;
   const question = messageElement("user", text);
   show(question);
   ui.message.value = "";
@@ -251,7 +260,7 @@ async function stop() {
 
 /** A stored message as a bubble, with its status ("Stopped.", the error, …). */
 function storedElement(message) {
-  const element = messageElement(message.role, message.content, message.status);
+  const element = messageElement(message.role, message.content, message.status, message.model);
   if (message.error) element.querySelector(".status").textContent = `Error: ${message.error}`;
   return element;
 }
@@ -384,6 +393,7 @@ function start() {
   });
 
   sidebar.reload(owner());
+  models.reload();
   const saved = loadSaved();
   const conversation = localStorage.getItem(KEY_CONVERSATION);
   if (saved && saved.uid === actingUid()) {

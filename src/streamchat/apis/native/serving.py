@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from ...access.limits import FREE, Charge
 from ...errors import Lang
 from ...hub import Subscription
@@ -12,13 +14,19 @@ from .format import NativeFormat
 
 
 async def start_chat(
-    chat: ChatService, request: ChatRequest, uid: int, lang: Lang = "zh", charge: Charge = FREE
+    chat: ChatService,
+    request: ChatRequest,
+    uid: int,
+    lang: Lang = "zh",
+    charge: Charge = FREE,
+    allowed: Collection[str] | None = None,
 ) -> Subscription:
     """Begin answering a native chat request for `uid`; return the subscription its response
     follows. `lang` is the language of the stream's `error` event, should the answer fail;
-    `charge` is settled when it ends (or now, if it never begins)."""
+    `charge` is settled when it ends (or now, if it never begins); `allowed` is the models
+    the key may use (None: every one)."""
     try:
-        model = chat.resolve_model(request.model)
+        model = chat.resolve_model(request.model, allowed)
     except BaseException:
         await charge.settle(0)
         raise

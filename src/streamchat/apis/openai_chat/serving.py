@@ -8,6 +8,7 @@ leaves. The API is stateless: the client sends the whole conversation every time
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 
 from ...access.limits import FREE, Charge
 from ...config import Settings
@@ -27,12 +28,13 @@ async def start_completion(
     *,
     owner: int | None = None,
     charge: Charge = FREE,
+    allowed: Collection[str] | None = None,
 ) -> tuple[Subscription, StreamFormat]:
     """Have the provider accept the request; the subscription follows its answer (a stream
     `owner` may follow and cancel), written in the returned format (a `CompletionFormat`
-    when not streamed)."""
+    when not streamed). `allowed`: the models the key may use (None: every one)."""
     try:
-        return await _start(chat, body, settings, owner, charge)
+        return await _start(chat, body, settings, owner, charge, allowed)
     except BaseException:
         await charge.settle(0)  # refused before it began: its stream place is free again
         raise
@@ -44,10 +46,9 @@ async def _start(
     settings: Settings,
     owner: int | None,
     charge: Charge,
+    allowed: Collection[str] | None,
 ) -> tuple[Subscription, StreamFormat]:
-    if body.model and body.model not in chat.models():
-        raise Failure(Kind.NOT_FOUND, "model_unknown", model=body.model)
-    model = chat.resolve_model(body.model)
+    model = chat.resolve_model(body.model, allowed)
     token_limit = body.token_limit()
     if token_limit is not None and token_limit > settings.max_tokens_cap:
         raise Failure(Kind.VALIDATION, "max_tokens_too_large", limit=settings.max_tokens_cap)
