@@ -29,6 +29,9 @@ class Script:
     hang_before_headers: bool = False
     hang_after: int | None = None  # stop sending (but keep the connection) after N tokens
     finish_reason: str = "stop"
+    # `delta.tool_calls` pieces sent after the tokens, one chunk each (OpenAI's shape:
+    # `{index, id, type, function: {name, arguments}}`, only the first piece naming it).
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -141,6 +144,8 @@ class FakeUpstream:
                 return
             record.token_times.append(time.monotonic())
             await send.chunk({"content": token})
+        for piece in script.tool_calls:
+            await send.chunk({"tool_calls": [piece]})
         await send.chunk({}, finish_reason=script.finish_reason)
         if (record.body.get("stream_options") or {}).get("include_usage"):
             await send.usage(record.body["messages"], len(script.tokens))
