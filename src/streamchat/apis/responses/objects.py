@@ -57,7 +57,7 @@ def echo(body: CreateResponse, model: str) -> dict[str, Any]:
 
 def _tool_echo(tool: dict[str, Any]) -> dict[str, Any]:
     keep = ("type", "name", "description", "parameters", "strict")
-    return {key: tool.get(key) for key in keep}
+    return {key: tool[key] for key in keep if tool.get(key) is not None}
 
 
 @dataclass(slots=True, frozen=True)
