@@ -123,25 +123,38 @@ async def test_not_streamed_then_retrieve_input_items_delete(client: AsyncOpenAI
 async def test_function_tool_round_trip(client: AsyncOpenAI, upstream: FakeUpstream) -> None:
     upstream.reset(Script(tokens=[], tool_calls=CALL, finish_reason="tool_calls"))
     async with client.responses.stream(
-        model=MODEL, input="weather in Paris?", tools=[WEATHER]  # type: ignore[list-item]
+        model=MODEL,
+        input="weather in Paris?",
+        tools=[WEATHER],  # type: ignore[list-item]
     ) as stream:
         events = checked([event async for event in stream])
         first = await stream.get_final_response()
     assert [e.sequence_number for e in events] == list(range(len(events)))
     [call] = first.output
     assert call.type == "function_call"
-    assert (call.name, call.call_id, call.arguments) == ("get_weather", "call_1", '{"city":"Paris"}')
+    assert (call.name, call.call_id, call.arguments) == (
+        "get_weather",
+        "call_1",
+        '{"city":"Paris"}',
+    )
     sent = upstream.records[-1].body
     assert sent["tools"] == [
         {
             "type": "function",
-            "function": {"name": "get_weather", "parameters": WEATHER["parameters"], "strict": False},
+            "function": {
+                "name": "get_weather",
+                "parameters": WEATHER["parameters"],
+                "strict": False,
+            },
         }
     ]
     upstream.reset()
     output = {"type": "function_call_output", "call_id": "call_1", "output": '{"temp":20}'}
     second = await client.responses.create(
-        model=MODEL, previous_response_id=first.id, input=[output], tools=[WEATHER]  # type: ignore[list-item]
+        model=MODEL,
+        previous_response_id=first.id,
+        input=[output],
+        tools=[WEATHER],  # type: ignore[list-item]
     )
     assert second.output_text == "Hello, world!"
     messages = upstream.records[-1].body["messages"]
@@ -221,9 +234,7 @@ async def test_background_stream_resumes_after_n_with_exactly_the_rest(
 ) -> None:
     words = [f" w{i}" for i in range(30)]
     upstream.reset(Script(tokens=words, delay=0.03))
-    stream = await client.responses.create(
-        model=MODEL, input="long", stream=True, background=True
-    )
+    stream = await client.responses.create(model=MODEL, input="long", stream=True, background=True)
     first = []
     async for event in stream:
         first.append(event)
@@ -258,9 +269,7 @@ async def test_background_without_stream_answers_queued_then_completes(
     assert response.output_text == "Hello, world!"
 
 
-async def test_cancel_keeps_the_partial_output(
-    client: AsyncOpenAI, upstream: FakeUpstream
-) -> None:
+async def test_cancel_keeps_the_partial_output(client: AsyncOpenAI, upstream: FakeUpstream) -> None:
     upstream.reset(Script(tokens=[f" w{i}" for i in range(200)], delay=0.02))
     response = await client.responses.create(model=MODEL, input="long", background=True)
     record = await upstream.next_record()
@@ -350,7 +359,9 @@ async def test_history_pages_show_items_as_text(
     server, keys = keyed
     upstream.reset(Script(tokens=["Let me look."], tool_calls=CALL, finish_reason="tool_calls"))
     response = await client.responses.create(
-        model=MODEL, input="weather?", tools=[WEATHER]  # type: ignore[list-item]
+        model=MODEL,
+        input="weather?",
+        tools=[WEATHER],  # type: ignore[list-item]
     )
     assert [item.type for item in response.output] == ["message", "function_call"]
     async with aiohttp.ClientSession() as http:

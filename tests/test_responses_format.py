@@ -51,7 +51,9 @@ def test_text_between_function_calls_makes_one_item_each() -> None:
         ToolCallDelta(1, "call_b", "g", "{}"),
         "done",
     ]
-    events = run(pieces, Outcome(text=[], usage=TokenUsage(3, 4)), tools=[{"type": "function", "name": "f"}])
+    events = run(
+        pieces, Outcome(text=[], usage=TokenUsage(3, 4)), tools=[{"type": "function", "name": "f"}]
+    )
     final = events[-1].response
     assert final.status == "completed"
     assert [item.type for item in final.output] == [
