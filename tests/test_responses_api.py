@@ -18,14 +18,14 @@ from pydantic import TypeAdapter
 
 from .conftest import StartServer
 from .dbs import sqlite_settings
-from .fakeupstream import FakeUpstream, Script, closed_within
+from .fakeupstream import FakeUpstream, Record, Script, closed_within
 from .keyring import Keys, bearer, make_keys
 from .servers import ServerProcess
 
 MODEL = "gpt-4o-mini"
 EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 RESPONSE = TypeAdapter(Response)
-WEATHER = {
+WEATHER: Any = {
     "type": "function",
     "name": "get_weather",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
@@ -60,6 +60,15 @@ def client_for(server: ServerProcess, key: str) -> AsyncOpenAI:
 async def client(keyed: Keyed) -> AsyncIterator[AsyncOpenAI]:
     async with client_for(keyed[0], keyed[1].user7) as c:
         yield c
+
+
+async def tokens_sent(record: Record, count: int) -> None:
+    """Wait until the fake upstream has sent `count` tokens of `record`."""
+    for _ in range(500):
+        if len(record.token_times) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise TimeoutError(f"{count} tokens were not sent")
 
 
 def checked(events: list[Any]) -> list[Any]:
@@ -107,13 +116,16 @@ async def test_not_streamed_then_retrieve_input_items_delete(client: AsyncOpenAI
     )
     RESPONSE.validate_python(response.to_dict())
     assert (response.status, response.output_text) == ("completed", "Hello, world!")
-    assert response.instructions == "be brief" and response.metadata == {"k": "v"}
-    assert response.usage is not None and response.usage.output_tokens == 5
+    assert response.instructions == "be brief"
+    assert response.metadata == {"k": "v"}
+    assert response.usage is not None
+    assert response.usage.output_tokens == 5
     again = await client.responses.retrieve(response.id)
     assert again.to_dict() == response.to_dict()
     items = await client.responses.input_items.list(response.id)
     [item] = items.data
-    assert item.type == "message" and item.role == "user"  # type: ignore[union-attr]
+    assert item.type == "message"
+    assert item.role == "user"
     assert item.content[0].text == "hi"  # type: ignore[union-attr]
     await client.responses.delete(response.id)
     with pytest.raises(openai.NotFoundError):
@@ -125,7 +137,7 @@ async def test_function_tool_round_trip(client: AsyncOpenAI, upstream: FakeUpstr
     async with client.responses.stream(
         model=MODEL,
         input="weather in Paris?",
-        tools=[WEATHER],  # type: ignore[list-item]
+        tools=[WEATHER],
     ) as stream:
         events = checked([event async for event in stream])
         first = await stream.get_final_response()
@@ -149,12 +161,12 @@ async def test_function_tool_round_trip(client: AsyncOpenAI, upstream: FakeUpstr
         }
     ]
     upstream.reset()
-    output = {"type": "function_call_output", "call_id": "call_1", "output": '{"temp":20}'}
+    output: Any = {"type": "function_call_output", "call_id": "call_1", "output": '{"temp":20}'}
     second = await client.responses.create(
         model=MODEL,
         previous_response_id=first.id,
         input=[output],
-        tools=[WEATHER],  # type: ignore[list-item]
+        tools=[WEATHER],
     )
     assert second.output_text == "Hello, world!"
     messages = upstream.records[-1].body["messages"]
@@ -170,7 +182,7 @@ async def test_function_tool_round_trip(client: AsyncOpenAI, upstream: FakeUpstr
 async def test_json_schema_text_format_reaches_the_upstream(
     client: AsyncOpenAI, upstream: FakeUpstream
 ) -> None:
-    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    schema: Any = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
     upstream.reset(Script(tokens=['{"a":', '"b"}']))
     response = await client.responses.create(
         model=MODEL,
@@ -235,7 +247,7 @@ async def test_background_stream_resumes_after_n_with_exactly_the_rest(
     words = [f" w{i}" for i in range(30)]
     upstream.reset(Script(tokens=words, delay=0.03))
     stream = await client.responses.create(model=MODEL, input="long", stream=True, background=True)
-    first = []
+    first: list[Any] = []
     async for event in stream:
         first.append(event)
         if len(first) == 11:
@@ -259,7 +271,8 @@ async def test_background_without_stream_answers_queued_then_completes(
 ) -> None:
     upstream.reset(Script(delay=0.05))
     response = await client.responses.create(model=MODEL, input="later", background=True)
-    assert response.status == "queued" and response.background is True
+    assert response.status == "queued"
+    assert response.background is True
     for _ in range(100):
         response = await client.responses.retrieve(response.id)
         if response.status == "completed":
@@ -273,8 +286,7 @@ async def test_cancel_keeps_the_partial_output(client: AsyncOpenAI, upstream: Fa
     upstream.reset(Script(tokens=[f" w{i}" for i in range(200)], delay=0.02))
     response = await client.responses.create(model=MODEL, input="long", background=True)
     record = await upstream.next_record()
-    while len(record.token_times) < 5:
-        await asyncio.sleep(0.02)
+    await tokens_sent(record, 5)
     cancelled = await client.responses.cancel(response.id)
     RESPONSE.validate_python(cancelled.to_dict())
     assert cancelled.status == "cancelled"
@@ -324,14 +336,16 @@ async def test_bad_requests_fail_alone_with_a_clear_4xx(
     keyed: Keyed, body: dict[str, Any], status: int, param: str | None
 ) -> None:
     server, keys = keyed
-    async with aiohttp.ClientSession() as http:
-        async with http.post(
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
             server.url + "/v1/responses", json={"input": "x"} | body, headers=bearer(keys.user7)
-        ) as answer:
-            assert answer.status == status, await answer.text()
-            error = (await answer.json())["error"]
-            if param is not None:
-                assert error["param"] == param
+        ) as answer,
+    ):
+        assert answer.status == status, await answer.text()
+        error = (await answer.json())["error"]
+        if param is not None:
+            assert error["param"] == param
 
 
 async def test_a_refused_response_writes_nothing(
@@ -361,7 +375,7 @@ async def test_history_pages_show_items_as_text(
     response = await client.responses.create(
         model=MODEL,
         input="weather?",
-        tools=[WEATHER],  # type: ignore[list-item]
+        tools=[WEATHER],
     )
     assert [item.type for item in response.output] == ["message", "function_call"]
     async with aiohttp.ClientSession() as http:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest_asyncio
 from openai import AsyncOpenAI
@@ -14,7 +15,7 @@ from .fakeupstream import FakeUpstream, Script
 from .nodes import node_env, start_nodes
 from .redisserver import SHARED_URL
 from .servers import ServerProcess
-from .test_responses_api import MODEL, checked
+from .test_responses_api import MODEL, checked, tokens_sent
 
 Pair = tuple[ServerProcess, ServerProcess]
 
@@ -42,7 +43,7 @@ async def test_background_resumes_on_another_node_with_exactly_the_rest(
         stream = await on_a.responses.create(
             model=MODEL, input="long", stream=True, background=True
         )
-        first = []
+        first: list[Any] = []
         async for event in stream:
             first.append(event)
             if len(first) == 11:
@@ -64,8 +65,7 @@ async def test_cancel_on_another_node(pair: Pair, upstream: FakeUpstream) -> Non
     async with client(a) as on_a, client(b) as on_b:
         response = await on_a.responses.create(model=MODEL, input="long", background=True)
         record = await upstream.next_record()
-        while len(record.token_times) < 5:
-            await asyncio.sleep(0.02)
+        await tokens_sent(record, 5)
         cancelled = await on_b.responses.cancel(response.id)
         assert cancelled.status == "cancelled"
         assert cancelled.output_text.startswith(" w0 w1 w2 w3")

@@ -46,7 +46,9 @@ async def test_the_ai_sdk_streams_text_and_runs_a_tool(
 
     async def script_next() -> None:
         for count, script in enumerate(answers[1:], 1):
-            while len(upstream.records) < count:
+            for _ in range(6000):
+                if len(upstream.records) >= count:
+                    break
                 await asyncio.sleep(0.005)
             upstream.script = script
 

@@ -55,7 +55,9 @@ async def test_owner_input_items_and_delete(store: Store) -> None:
     responses = ResponseStore(store)
     rid = await new(responses, "hello")
     stored = await responses.get(rid, 7)
-    assert stored is not None and stored.status == "streaming" and stored.body == "{}"
+    assert stored is not None
+    assert stored.status == "streaming"
+    assert stored.body == "{}"
     assert await responses.get(rid, 8) is None
     assert await responses.get(rid, None) is not None  # auth off, no uid named: anyone's
     assert await responses.input_items(rid, 7) == ['[{"id":"hello"}]']
