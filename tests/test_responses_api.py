@@ -302,13 +302,23 @@ async def test_a_client_that_leaves_cancels_a_foreground_response(
 ) -> None:
     upstream.reset(Script(tokens=["x"] * 500, delay=0.02))
     stream = await client.responses.create(model=MODEL, input="go", stream=True)
+    events_seen: list[Any] = []
     async for event in stream:
+        events_seen.append(event)
         if event.type == "response.output_text.delta":
             break
     record = await upstream.next_record()
     left = asyncio.get_running_loop().time()
     await stream.close()
     await closed_within(record, left, seconds=1.0)
+    rid = events_seen[0].response.id
+    for _ in range(100):
+        stored = await client.responses.retrieve(rid)
+        if stored.status != "in_progress":
+            break
+        await asyncio.sleep(0.02)
+    assert stored.status == "cancelled"
+    assert stored.output_text.startswith("x")
 
 
 async def test_store_false_keeps_nothing(client: AsyncOpenAI) -> None:

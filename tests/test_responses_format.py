@@ -80,6 +80,17 @@ def test_text_between_function_calls_makes_one_item_each() -> None:
             "response.failed",
             "failed",
         ),
+        (
+            Outcome(text=[], error=Failure(Kind.INTERRUPTED, "interrupted_shutdown")),
+            "response.failed",
+            "failed",
+        ),
+        # Its client left: that cancels a response (not a background one: it never does).
+        (
+            Outcome(text=[], error=Failure(Kind.INTERRUPTED, "interrupted")),
+            "response.incomplete",
+            "cancelled",
+        ),
     ],
 )
 def test_every_ending_is_one_of_openais(outcome: Outcome, event: str, status: str) -> None:

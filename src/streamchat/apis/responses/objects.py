@@ -76,10 +76,12 @@ def ending_of(outcome: Outcome) -> Ending:
     A cancelled response ends its stream with `response.incomplete` (OpenAI's stream events
     have none for a cancellation), its status `cancelled`.
     """
-    if outcome.error is not None:
-        return Ending("failed", error=error_object(outcome.error), event="response.failed")
+    error = outcome.error
+    if error is not None and error.key != "interrupted":
+        return Ending("failed", error=error_object(error), event="response.failed")
     reason = outcome.finish_reason
-    if reason == "cancelled":
+    # Cancelled, or abandoned by the client that left (DESIGN §12: that cancels it).
+    if reason == "cancelled" or error is not None:
         return Ending("cancelled", event="response.incomplete")
     if reason == "length":
         return Ending("incomplete", "max_output_tokens", event="response.incomplete")
