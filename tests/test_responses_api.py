@@ -17,9 +17,9 @@ from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from .conftest import StartServer
-from .dbs import sqlite_settings
+from .dbs import DatabaseSettings, sqlite_settings
 from .fakeupstream import FakeUpstream, Record, Script, closed_within
-from .keyring import Keys, bearer, make_keys
+from .keyring import Keys, bearer, create_key, make_keys
 from .servers import ServerProcess
 
 MODEL = "gpt-4o-mini"
@@ -39,6 +39,7 @@ CALL = [
 
 Keyed = tuple[ServerProcess, Keys]
 _KEYED: list[Keyed] = []
+_DB: list[DatabaseSettings] = []
 
 
 @pytest_asyncio.fixture
@@ -47,6 +48,7 @@ async def keyed(start_server: StartServer, scratch: str) -> Keyed:
     if not _KEYED:
         db = sqlite_settings(scratch)
         keys = await make_keys(db)
+        _DB.append(db)
         server = await start_server(auth="keys", detach_grace_seconds="0", ping_seconds="1", **db)
         _KEYED.append((server, keys))
     return _KEYED[0]
@@ -399,3 +401,19 @@ async def test_history_pages_show_items_as_text(
         ("user", "weather?"),
         ("assistant", 'Let me look.\n[function_call get_weather {"city":"Paris"}]'),
     ]
+
+
+async def test_limits_and_metrics_as_for_chat_completions(keyed: Keyed) -> None:
+    server, _ = keyed
+    key = await create_key(_DB[0], 9, "--requests-per-minute", "2")
+    async with client_for(server, key) as limited:
+        raw = await limited.responses.with_raw_response.create(model=MODEL, input="count me")
+        assert raw.headers["x-ratelimit-limit-requests"] == "2"
+        assert raw.headers["x-ratelimit-remaining-requests"] == "1"
+        await limited.responses.create(model=MODEL, input="again")
+        with pytest.raises(openai.RateLimitError) as refused:
+            await limited.responses.create(model=MODEL, input="one too many")
+        assert refused.value.body["code"] == "rate_limit_exceeded"  # type: ignore[index]
+    async with aiohttp.ClientSession() as http, http.get(server.url + "/metrics") as answer:
+        text = await answer.text()
+    assert 'streamchat:e2e_request_latency_seconds_count{api="responses"' in text
