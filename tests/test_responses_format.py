@@ -11,26 +11,33 @@ import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
+from streamchat.apis.responses import items
 from streamchat.apis.responses.format import ResponsesFormat
 from streamchat.apis.responses.objects import echo
 from streamchat.apis.responses.protocol import CreateResponse
 from streamchat.errors import Failure, Kind
-from streamchat.providers.base import TokenUsage, ToolCallDelta
+from streamchat.providers.base import ReasoningDelta, TokenUsage, ToolCallDelta
 from streamchat.service.generation import Outcome
 
 EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 RESPONSE = TypeAdapter(Response)
 
 
-def run(pieces: list[str | ToolCallDelta], outcome: Outcome, **request: Any) -> list[Any]:
+def run(
+    pieces: list[str | ToolCallDelta | ReasoningDelta], outcome: Outcome, **request: Any
+) -> list[Any]:
     """Drive a format as `Generation` does: hub indices from the opening's length on."""
     fmt = ResponsesFormat(echo(CreateResponse(**request), "m"))
     payloads = fmt.opening("0" * 32)
     for piece in pieces:
         index = len(payloads)
+        out: bytes | list[bytes]
         if isinstance(piece, str):
             outcome.text.append(piece)
             out = fmt.delta(index, piece)
+        elif isinstance(piece, ReasoningDelta):
+            outcome.reasoning.append(piece.text)
+            out = fmt.reasoning(index, piece.text)
         else:
             outcome.add_tool_call(piece)
             out = fmt.tool_call(index, piece)
@@ -43,7 +50,7 @@ def run(pieces: list[str | ToolCallDelta], outcome: Outcome, **request: Any) -> 
 
 
 def test_text_between_function_calls_makes_one_item_each() -> None:
-    pieces: list[str | ToolCallDelta] = [
+    pieces: list[str | ToolCallDelta | ReasoningDelta] = [
         "Look",
         "ing.",
         ToolCallDelta(0, "call_a", "f", '{"x":'),
@@ -113,3 +120,30 @@ def test_an_answer_with_no_output_completes_empty() -> None:
         "response.completed",
     ]
     assert events[-1].response.output == []
+
+
+def test_reasoning_is_an_item_of_its_own_before_the_answer() -> None:
+    pieces: list[str | ToolCallDelta | ReasoningDelta] = [
+        ReasoningDelta("hmm, "),
+        ReasoningDelta("greet."),
+        "Hi",
+    ]
+    events = run(pieces, Outcome(text=[]))
+    types = [e.type for e in events]
+    assert "response.reasoning_text.delta" in types
+    assert types.index("response.reasoning_text.done") < types.index("response.output_text.delta")
+    reasoning, message = events[-1].response.output
+    assert reasoning.type == "reasoning"
+    assert reasoning.content[0].text == "hmm, greet."
+    assert message.content[0].text == "Hi"
+    assert events[-1].response.output_text == "Hi"
+
+
+def test_a_stored_reasoning_item_is_not_sent_back_to_the_model() -> None:
+    stored = [
+        items.user_message("hi"),
+        items.reasoning("rs_1", "hmm", "completed"),
+        items.output_message("msg_1", "Hello", "completed"),
+    ]
+    sent = items.chat_messages(stored)
+    assert [(m.role, m.content) for m in sent] == [("user", "hi"), ("assistant", "Hello")]

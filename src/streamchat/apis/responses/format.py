@@ -30,7 +30,7 @@ class _Item:
 
     id: str
     output_index: int
-    kind: str  # "message" | "function_call"
+    kind: str  # "message" | "reasoning" | "function_call"
     pieces: list[str] = field(default_factory=list)
     call_index: int = -1
     call_id: str = ""
@@ -47,6 +47,8 @@ class _Item:
         text = "".join(self.pieces)
         if self.kind == "message":
             return items.output_message(self.id, text, status)
+        if self.kind == "reasoning":
+            return items.reasoning(self.id, text, status)
         return items.function_call(self.id, self.call_id, self.name, text, status)
 
 
@@ -83,16 +85,21 @@ class ResponsesFormat:
         item = self._open
         if item is not None and item.kind == "message":
             return item.text_delta(text, index)
+        return self._begin_text("message", index, text)
+
+    def reasoning(self, index: int, text: str) -> bytes | list[bytes]:
+        """A reasoning delta (`reasoning_content`), in a `reasoning` item of its own."""
+        item = self._open
+        if item is not None and item.kind == "reasoning":
+            return item.text_delta(text, index)
+        return self._begin_text("reasoning", index, text)
+
+    def _begin_text(self, kind: str, index: int, text: str) -> list[bytes]:
         events = self._close_open(index)
-        events += self._open_message(index + len(events))
+        events += self._open_text(kind, index + len(events))
         assert self._open is not None
         events.append(self._open.text_delta(text, index + len(events)))
         return events
-
-    def reasoning(self, index: int, text: str) -> None:
-        """Nothing: reasoning is not part of the output (the chat providers' reasoning has no
-        encrypted form to send back)."""
-        return None
 
     def tool_call(self, index: int, call: ToolCallDelta) -> list[bytes]:
         """A piece of a function call's arguments; first its item when the call begins."""
@@ -146,20 +153,21 @@ class ResponsesFormat:
             )
         return self._final
 
-    def _open_message(self, index: int) -> list[bytes]:
-        item = _Item(items.new_id("msg"), len(self._items), "message")
+    def _open_text(self, kind: str, index: int) -> list[bytes]:
+        """A `message` (or `reasoning`) item and its text part."""
+        item = _Item(items.new_id("msg" if kind == "message" else "rs"), len(self._items), kind)
         self._items.append(item)
         self._open = item
-        head = {
-            "type": "response.output_text.delta",
+        head: dict[str, Any] = {
+            "type": _DELTA[kind],
             "item_id": item.id,
             "output_index": item.output_index,
             "content_index": 0,
-            "logprobs": [],
-            "delta": None,
         }
-        item.delta_head = orjson.dumps(head)[: -len(b"null}")]
-        part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+        if kind == "message":
+            head["logprobs"] = []
+        item.delta_head = orjson.dumps(head | {"delta": None})[: -len(b"null}")]
+        part = item.as_item("in_progress")["content"][0]
         return [
             _event(
                 "response.output_item.added",
@@ -196,17 +204,13 @@ class ResponsesFormat:
         item.done = "completed" if self._final is None else self._ended
         done = item.as_item(item.done)
         where = {"item_id": item.id, "output_index": item.output_index}
-        if item.kind == "message":
+        if item.kind in _DONE:
             part = done["content"][0]
+            text_done = {"text": part["text"]} | (
+                {"logprobs": []} if item.kind == "message" else {}
+            )
             events = [
-                _event(
-                    "response.output_text.done",
-                    index,
-                    **where,
-                    content_index=0,
-                    text=part["text"],
-                    logprobs=[],
-                ),
+                _event(_DONE[item.kind], index, **where, content_index=0, **text_done),
                 _event(
                     "response.content_part.done", index + 1, **where, content_index=0, part=part
                 ),
@@ -229,6 +233,11 @@ class ResponsesFormat:
             )
         )
         return events
+
+
+# The delta and done events of the two kinds of item with a text part.
+_DELTA = {"message": "response.output_text.delta", "reasoning": "response.reasoning_text.delta"}
+_DONE = {"message": "response.output_text.done", "reasoning": "response.reasoning_text.done"}
 
 
 def _event(kind: str, sequence_number: int, **fields: Any) -> bytes:

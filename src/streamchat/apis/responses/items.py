@@ -73,6 +73,12 @@ def output_message(item_id: str, text: str, status: str) -> Item:
     }
 
 
+def reasoning(item_id: str, text: str, status: str) -> Item:
+    """A `reasoning` item: the model's reasoning as text (no summary, nothing encrypted)."""
+    content = [{"type": "reasoning_text", "text": text}]
+    return {"id": item_id, "type": "reasoning", "summary": [], "content": content, "status": status}
+
+
 def function_call(item_id: str, call_id: str, name: str, arguments: str, status: str) -> Item:
     """A `function_call` item."""
     return {
@@ -168,6 +174,8 @@ def chat_messages(items: list[Item]) -> list[ChatMessage]:
     out: list[ChatMessage] = []
     for item in items:
         kind = item["type"]
+        if kind == "reasoning":  # the model's own, kept in the store, not sent back
+            continue
         if kind == "function_call":
             call = {
                 "id": item["call_id"],

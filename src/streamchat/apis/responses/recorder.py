@@ -53,7 +53,8 @@ class ResponseRecorder(AnswerRecorder):
                 prompt_tokens=outcome.usage.prompt_tokens,
                 completion_tokens=outcome.usage.completion_tokens,
             )
-        content = "\n".join(item_text(item) for item in output)
+        # The history pages show the answer and its calls, not the model's reasoning.
+        content = "\n".join(item_text(i) for i in output if i["type"] != "reasoning")
         written = self._finish(status, content, usage, error)
         kept = asyncio.ensure_future(self._keep(orjson.dumps(output), orjson.dumps(final)))
         pending: set[asyncio.Future[Any]] = {written, kept}
