@@ -417,3 +417,61 @@ async def test_limits_and_metrics_as_for_chat_completions(keyed: Keyed) -> None:
     async with aiohttp.ClientSession() as http, http.get(server.url + "/metrics") as answer:
         text = await answer.text()
     assert 'streamchat:e2e_request_latency_seconds_count{api="responses"' in text
+
+
+async def test_a_failure_after_the_start_is_a_failed_response(
+    client: AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    upstream.reset(Script(error_after=2))
+    stream = await client.responses.create(model=MODEL, input="boom", stream=True)
+    events = checked([event async for event in stream])
+    last = events[-1]
+    assert last.type == "response.failed"
+    assert last.response.error.code == "server_error"
+    assert last.response.output_text == "Hello"
+    stored = await client.responses.retrieve(last.response.id)
+    assert stored.status == "failed"
+    upstream.reset(Script(error_after=2))
+    with pytest.raises(openai.APIStatusError) as failed:
+        await client.responses.create(model=MODEL, input="boom")
+    assert failed.value.status_code == 502
+
+
+async def test_input_items_pages_and_cancel_of_an_ended_response(client: AsyncOpenAI) -> None:
+    given: Any = [
+        {"role": "developer", "content": "be kind"},
+        {"role": "user", "content": [{"type": "input_text", "text": "a"}]},
+        {"type": "message", "role": "assistant", "content": "b"},
+        {"role": "user", "content": "c"},
+    ]
+    response = await client.responses.create(model=MODEL, input=given, background=True)
+    newest = await client.responses.input_items.list(response.id, limit=2)
+    texts = [item.content[0].text for item in newest.data]  # type: ignore[union-attr]
+    assert (texts, newest.has_more) == (["c", "b"], True)
+    rest = await client.responses.input_items.list(response.id, after=newest.last_id, limit=5)
+    assert [item.content[0].text for item in rest.data] == ["a", "be kind"]  # type: ignore[union-attr]
+    assert rest.has_more is False
+    oldest = await client.responses.input_items.list(response.id, order="asc", limit=1)
+    assert oldest.data[0].role == "developer"  # type: ignore[union-attr]
+    for _ in range(100):
+        if (await client.responses.retrieve(response.id)).status == "completed":
+            break
+        await asyncio.sleep(0.05)
+    ended = await client.responses.cancel(response.id)
+    assert ended.status == "completed", "an ended response stays as it ended"
+
+
+async def test_a_service_key_acts_for_the_uid_it_names(keyed: Keyed, client: AsyncOpenAI) -> None:
+    server, keys = keyed
+    mine = await client.responses.create(model=MODEL, input="seven's")
+    async with client_for(server, keys.service) as service:
+        with pytest.raises(openai.BadRequestError):
+            await service.responses.retrieve(mine.id)
+        found = await service.responses.retrieve(mine.id, extra_query={"uid": 7})
+        assert found.id == mine.id
+        with pytest.raises(openai.NotFoundError):
+            await service.responses.retrieve(mine.id, extra_query={"uid": 8})
+        made = await service.responses.create(
+            model=MODEL, input="for seven", extra_query={"uid": 7}
+        )
+    assert (await client.responses.retrieve(made.id)).output_text == "Hello, world!"

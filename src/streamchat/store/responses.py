@@ -196,11 +196,7 @@ class ResponseStore:
     async def input_items(self, response_id: str, uid: int | None) -> list[str] | None:
         """The input items (JSON) of a response, in order; None unless it is `uid`'s."""
         m = messages.c
-        query = (
-            select(m["items"])
-            .where(m.response_id == response_id, m.role != "assistant", m.status != "streaming")
-            .order_by(m.seq)
-        )
+        query = select(m["items"]).where(m.response_id == response_id).order_by(m.seq)
         answer = select(responses.c.answer_id).where(responses.c.id == response_id)
         query = query.where(m.id.not_in(answer.scalar_subquery()))
         async with guarded(), self._engine.connect() as connection:
