@@ -8,7 +8,8 @@ context of a new response is its chain's messages, not the whole conversation (t
 responses may continue the same one).
 
 The answer's text and status are written as any answer's (the group writer, by message id);
-what only the Responses API needs is written here, in its own short transactions.
+what only the Responses API needs is written here, in its own short transactions (in the
+group writer's thread on SQLite: `Store.transaction`).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, delete, func, insert, literal, select, update
+from sqlalchemy import Connection, Integer, delete, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .conversations import Store
-from .engine import guarded, writer
+from .engine import guarded
 from .tables import conversations, messages, responses
 from .writes import now
 
@@ -75,8 +76,8 @@ class ResponseStore:
     """The queries of the Responses API, over the conversation store's engine."""
 
     def __init__(self, store: Store) -> None:
+        self._store = store
         self._engine = store.engine
-        self._writer = writer(store.engine)
 
     async def chain(self, response_id: str, uid: int | None) -> tuple[str, list[ItemRow]] | None:
         """The conversation of a response and its chain's messages, oldest first (answers
@@ -123,9 +124,10 @@ class ResponseStore:
         answer = {"id": answer_id, "role": "assistant", "content": "", "items": None}
         answer |= {"status": "streaming", "model": new.model, "stream_id": new.stream_id}
         rows.append(common | answer)
-        async with guarded(), self._writer.begin() as connection:
+
+        def write(connection: Connection) -> str | None:
             if new.conversation_id is None:
-                await connection.execute(
+                connection.execute(
                     insert(conversations).values(
                         id=conversation_id,
                         uid=new.uid,
@@ -135,15 +137,15 @@ class ResponseStore:
                     )
                 )
             else:
-                touched = await connection.execute(
+                touched = connection.execute(
                     update(conversations)
                     .where(conversations.c.id == conversation_id)
                     .values(updated_at=at)
                 )
                 if touched.rowcount == 0:
                     return None
-            await connection.execute(insert(messages), rows)
-            await connection.execute(
+            connection.execute(insert(messages), rows)
+            connection.execute(
                 insert(responses).values(
                     id=new.response_id,
                     conversation_id=conversation_id,
@@ -154,17 +156,22 @@ class ResponseStore:
                     created_at=at,
                 )
             )
-        return answer_id
+            return answer_id
+
+        return await self._store.transaction(write)
 
     async def finish(self, response_id: str, answer_id: str, items: str, body: str) -> None:
         """Keep the answer's items and the response object it ended as."""
-        async with guarded(), self._writer.begin() as connection:
-            await connection.execute(
+
+        def write(connection: Connection) -> None:
+            connection.execute(
                 update(messages).where(messages.c.id == answer_id).values(items=items)
             )
-            await connection.execute(
+            connection.execute(
                 update(responses).where(responses.c.id == response_id).values(body=body)
             )
+
+        await self._store.transaction(write)
 
     async def get(self, response_id: str, uid: int | None) -> StoredResponse | None:
         """A response and its answer's state; None unless it is `uid`'s (None: anyone's)."""
@@ -208,34 +215,42 @@ class ResponseStore:
         """Delete a response and its messages (and its conversation if nothing is left);
         False unless it is `uid`'s."""
         m = messages.c
-        async with guarded(), self._writer.begin() as connection:
-            conversation_id = await _conversation_of(connection, response_id, uid)
-            if conversation_id is None:
+
+        def write(connection: Connection) -> bool:
+            owner = connection.execute(_owner_query(response_id)).first()
+            if owner is None or (uid is not None and owner.uid != uid):
                 return False
-            await connection.execute(delete(messages).where(m.response_id == response_id))
-            await connection.execute(delete(responses).where(responses.c.id == response_id))
-            left = await connection.scalar(
+            conversation_id = owner.id
+            connection.execute(delete(messages).where(m.response_id == response_id))
+            connection.execute(delete(responses).where(responses.c.id == response_id))
+            left = connection.scalar(
                 select(func.count())
                 .select_from(messages)
                 .where(m.conversation_id == conversation_id)
             )
             if not left:
-                await connection.execute(
+                connection.execute(
                     delete(conversations).where(conversations.c.id == conversation_id)
                 )
-        return True
+            return True
+
+        return await self._store.transaction(write)
+
+
+def _owner_query(response_id: str) -> Any:
+    """The conversation of a response and its owner."""
+    return (
+        select(conversations.c.id, conversations.c.uid)
+        .join(responses, responses.c.conversation_id == conversations.c.id)
+        .where(responses.c.id == response_id)
+    )
 
 
 async def _conversation_of(
     connection: AsyncConnection, response_id: str, uid: int | None
 ) -> str | None:
     """The conversation of a response, if it is `uid`'s (None: anyone's)."""
-    query: Any = (
-        select(conversations.c.id, conversations.c.uid)
-        .join(responses, responses.c.conversation_id == conversations.c.id)
-        .where(responses.c.id == response_id)
-    )
-    row = (await connection.execute(query)).first()
+    row = (await connection.execute(_owner_query(response_id))).first()
     if row is None or (uid is not None and row.uid != uid):
         return None
     return str(row.id)
