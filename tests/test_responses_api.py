@@ -474,3 +474,19 @@ async def test_a_service_key_acts_for_the_uid_it_names(keyed: Keyed, client: Asy
             model=MODEL, input="for seven", extra_query={"uid": 7}
         )
     assert (await client.responses.retrieve(made.id)).output_text == "Hello, world!"
+
+
+async def test_deleting_a_running_background_response_stops_it(
+    client: AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    upstream.reset(Script(tokens=[f" w{i}" for i in range(300)], delay=0.02))
+    response = await client.responses.create(model=MODEL, input="long", background=True)
+    record = await upstream.next_record()
+    await tokens_sent(record, 3)
+    await client.responses.delete(response.id)
+    await asyncio.wait_for(record.closed.wait(), timeout=2)
+    await asyncio.sleep(0.5)  # its end is written after the delete: it must not come back
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(response.id)
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.input_items.list(response.id)
