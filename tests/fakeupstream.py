@@ -32,6 +32,9 @@ class Script:
     # Raw `delta` objects sent instead of `tokens` (tool calls, reasoning), one chunk each.
     deltas: list[dict[str, Any]] | None = None
     headers: dict[str, str] = field(default_factory=dict)  # on an error answer (Retry-After)
+    # `delta.tool_calls` pieces sent after the tokens, one chunk each (OpenAI's shape:
+    # `{index, id, type, function: {name, arguments}}`, only the first piece naming it).
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
 
 
 def tool_call_deltas(
@@ -171,27 +174,37 @@ class FakeUpstream:
         if script.deltas is not None:
             await self._deltas(script, script.deltas, record, send)
             return
-        for i, token in enumerate(script.tokens):
-            if record.closed.is_set():
-                return
-            if i == script.error_after:
-                await send.raw({"error": {"message": "upstream exploded", "type": "server_error"}})
-                await send.end()
-                return
-            if i == script.drop_after:
-                writer.transport.abort()
-                return
-            if i == script.hang_after:
-                return
-            if i and script.delay and await _closed_during(record, script.delay):
-                return
-            record.token_times.append(time.monotonic())
-            await send.chunk({"content": token})
+        if not await self._tokens(script, record, writer, send):
+            return
+        for piece in script.tool_calls:
+            await send.chunk({"tool_calls": [piece]})
         await send.chunk({}, finish_reason=script.finish_reason)
         if (record.body.get("stream_options") or {}).get("include_usage"):
             await send.usage(record.body["messages"], len(script.tokens))
         await send.data(b"[DONE]")
         await send.end()
+
+    async def _tokens(
+        self, script: Script, record: Record, writer: asyncio.StreamWriter, send: _Sender
+    ) -> bool:
+        """Send the script's tokens; False if the answer ended there (a failure, a close)."""
+        for i, token in enumerate(script.tokens):
+            if record.closed.is_set():
+                return False
+            if i == script.error_after:
+                await send.raw({"error": {"message": "upstream exploded", "type": "server_error"}})
+                await send.end()
+                return False
+            if i == script.drop_after:
+                writer.transport.abort()
+                return False
+            if i == script.hang_after:
+                return False
+            if i and script.delay and await _closed_during(record, script.delay):
+                return False
+            record.token_times.append(time.monotonic())
+            await send.chunk({"content": token})
+        return True
 
     async def _deltas(
         self, script: Script, deltas: list[dict[str, Any]], record: Record, send: _Sender

@@ -79,6 +79,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "会话 {conversation_id} 不存在",
         "conversation {conversation_id} not found",
     ),
+    "response_not_found": (
+        "响应 {response_id} 不存在",
+        "Response with id '{response_id}' not found.",
+    ),
     "cursor_invalid": ("分页游标无效", "invalid pagination cursor"),
     "key_missing": (
         "缺少 API 密钥: 请在 Authorization 头中使用 Bearer <密钥>",

@@ -20,16 +20,18 @@ from ..access.identity import IdentityGate
 from ..access.limits import Limiter, Quota
 from ..apis.native.orphans import OrphanedAnswers
 from ..apis.openai_chat.protocol import ChatCompletionChunk, ChatCompletionRequest
+from ..apis.responses.serving import ResponsesService
+from ..apis.responses.state import ResponseState
 from ..config import Settings
 from ..hub import MemoryHub, StreamHub
 from ..logs import TraceMiddleware
 from ..metrics import Metrics
 from ..providers import build_provider
-from ..routes import conversations, native, openai_chat, system, web
+from ..routes import conversations, native, openai_chat, responses_api, system, web
 from ..schemas import ChatRequest, StreamEvent
 from ..service.chat import ChatService
 from ..service.history import History
-from ..store import Store, create_engine
+from ..store import ResponseStore, Store, create_engine
 from ..store.keys import KeyStore
 from . import handlers, routetable
 from .admission import Admission, Gate, who_asked
@@ -144,6 +146,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.history = history
     app.state.limiter = limiter
     app.state.metrics = metrics
+    response_store = ResponseStore(store)
+    app.state.responses = ResponsesService(service, store, response_store, settings)
+    app.state.response_state = ResponseState(service, response_store)
     handlers.install(app)
     # The last added is the outermost: TraceMiddleware, then the admission seam, the body
     # bound, DirectRoutes (when on), the strict JSON check of FastAPI's routes, then
@@ -173,6 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(native.router)
     app.include_router(conversations.router)
     app.include_router(openai_chat.router)
+    app.include_router(responses_api.router)
     app.include_router(system.router)
     app.include_router(web.router)
     app.mount(web.WEB_ASSETS, web.WebAssets(), name="web-assets")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
 from collections.abc import Callable, Collection
 
@@ -147,7 +148,8 @@ class ChatService:
         """Have the provider accept `request`, then stream its answer into a new hub stream
         owned by `owner`; `charge` is settled with the tokens it used when it ends.
         `detach_grace` overrides STREAMCHAT_DETACH_GRACE_SECONDS for this stream (0 for a
-        stream nobody can resume: its upstream is closed as soon as its client leaves).
+        stream nobody can resume: its upstream is closed as soon as its client leaves;
+        `math.inf` for one that runs to its end whoever follows it, a background response).
 
         Raises the provider's `Failure` if it refuses, or `Kind.BUSY` beyond STREAMCHAT_MAX_STREAMS;
         returns a subscription from the stream's first event once it has accepted. `recorder`
@@ -319,6 +321,8 @@ class ChatService:
         Followers are counted again when it expires (even with grace 0): on a shared hub a
         follower on another node, or one that came back meanwhile, keeps the answer going.
         """
+        if math.isinf(grace):  # a background answer: it runs to its end
+            return
         asyncio.get_running_loop().call_later(max(grace, 0), self._check_followers, stream_id)
 
     def _check_followers(self, stream_id: str) -> None:

@@ -7,5 +7,16 @@ objects to track.
 
 from .conversations import NewTurn, Store
 from .engine import StoreUnavailable, create_engine, migrate
+from .responses import ItemRow, NewResponse, ResponseStore, StoredResponse
 
-__all__ = ["NewTurn", "Store", "StoreUnavailable", "create_engine", "migrate"]
+__all__ = [
+    "ItemRow",
+    "NewResponse",
+    "NewTurn",
+    "ResponseStore",
+    "Store",
+    "StoreUnavailable",
+    "StoredResponse",
+    "create_engine",
+    "migrate",
+]

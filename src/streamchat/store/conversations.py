@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Row, and_, delete, func, or_, select, update
+from sqlalchemy import Connection, Engine, Row, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..metrics import Metrics
@@ -23,6 +24,8 @@ from .tables import conversations, messages
 from .writes import GroupWriter, Progress, TurnWrite, WriterThread, now
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True, frozen=True)
@@ -82,6 +85,22 @@ class Store:
     def writer_alive(self) -> bool:
         """Whether the group writer's task is up (or not needed yet)."""
         return self._writes.alive()
+
+    async def transaction(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in one write transaction: for a SQLite file in the group writer's
+        thread (one trip for the whole transaction, and no second connection contending
+        for the file's lock), else through the async engine. Raises `StoreUnavailable`."""
+        async with guarded():
+            thread = self._thread
+            if thread is not None:
+
+                def run() -> T:
+                    with thread.engine.begin() as connection:
+                        return work(connection)
+
+                return await asyncio.get_running_loop().run_in_executor(thread.executor, run)
+            async with self._writer.begin() as connection:
+                return await connection.run_sync(work)
 
     async def ping(self) -> bool:
         """Whether the database answers now."""

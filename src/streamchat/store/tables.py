@@ -96,6 +96,10 @@ messages = Table(
     Column("stream_id", String(64)),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # A message of the Responses API: its items (text, function calls, their outputs) as
+    # JSON, and the response it belongs to; `content` keeps them as text for the history.
+    Column("items", Text),
+    Column("response_id", String(64)),
     CheckConstraint(f"role IN {ROLES}", name="role"),
     CheckConstraint(f"status IN {STATUSES}", name="status"),
     # A conversation's messages in order (and the history sent back to the model).
@@ -107,6 +111,30 @@ messages = Table(
         sqlite_where=text("status = 'streaming'"),
         postgresql_where=text("status = 'streaming'"),
     ),
+)
+
+# A response's messages (its input and its answer), found by the response.
+Index(None, messages.c.response_id)
+
+responses = Table(
+    "responses",
+    metadata,
+    # `resp_` and the id of the stream it was generated in.
+    Column("id", String(64), primary_key=True),
+    Column(
+        "conversation_id",
+        String(32),
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("answer_id", String(32), nullable=False),
+    Column("previous_response_id", String(64)),
+    # What the response object repeats of its request (model, instructions, tools, …), JSON.
+    Column("request", Text, nullable=False),
+    # The response object as it ended, JSON; null while it is generated.
+    Column("body", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "conversation_id"),
 )
 
 KEY_KINDS = ("user", "service")
