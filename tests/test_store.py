@@ -44,7 +44,7 @@ async def test_migrations_create_exactly_the_tables_and_run_once(store: Store) -
 
     async with store.engine.connect() as connection:
         assert await connection.run_sync(differences) == []
-    assert await migrate(store.engine) == "0002"
+    assert await migrate(store.engine) == HEAD_REVISION
 
 
 def test_the_head_revision_known_without_alembic_is_the_scripts_head() -> None:

@@ -36,7 +36,7 @@ _TIMEOUT = "streamchat_sqlite_timeout"
 # scripts' head). A database already there is told by one query, without Alembic: importing
 # it (with Mako, Pygments and every SQLAlchemy dialect) kept about 10 MB resident in a
 # server that never migrates again.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0004"
 # Where Alembic records a database's revision (its default table, in the default schema).
 _VERSION_TABLE = "alembic_version"
 _READ_VERSION = text("SELECT version_num FROM alembic_version")
