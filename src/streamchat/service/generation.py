@@ -90,16 +90,17 @@ class StreamFormat(Protocol):
         """The events before the first delta."""
         ...
 
-    def delta(self, index: int, text: str) -> bytes:
-        """The event for one piece of text."""
+    def delta(self, index: int, text: str) -> bytes | list[bytes]:
+        """The event for one piece of text (`index` is its hub index), or the events, from
+        `index` on, where one piece opens more than one (a Responses output item)."""
         ...
 
-    def reasoning(self, index: int, text: str) -> bytes | None:
-        """The event for a piece of reasoning, or None where the format has none."""
+    def reasoning(self, index: int, text: str) -> bytes | list[bytes] | None:
+        """The event(s) for a piece of reasoning, or None where the format has none."""
         ...
 
-    def tool_call(self, index: int, call: ToolCallDelta) -> bytes | None:
-        """The event for a piece of a tool call, or None where the format has none."""
+    def tool_call(self, index: int, call: ToolCallDelta) -> bytes | list[bytes] | None:
+        """The event(s) for a piece of a tool call, or None where the format has none."""
         ...
 
     def closing(self, index: int, outcome: Outcome) -> list[bytes]:
@@ -195,29 +196,42 @@ class Generation:
         meter = self.meter
         text = outcome.text
         async for batch in self.upstream:
-            came = index
+            pieces = 0
             for event in batch:
                 if type(event) is TextDelta:
                     text.append(event.text)
-                    hub.append(stream_id, delta(index, event.text))
+                    payload = delta(index, event.text)
+                    if isinstance(payload, bytes):
+                        hub.append(stream_id, payload)
+                        index += 1
+                    else:
+                        index = self._append(index, payload)
                     if grew is not None:
                         grew(text)
-                    index += 1
+                    pieces += 1
                     self.index = index
                 elif type(event) is TokenUsage:
                     outcome.usage = event
                 elif type(event) is Finish:
                     outcome.finish_reason = event.reason
-                elif self._other(event, index):
-                    index += 1
-                    self.index = index
-            if meter is not None and index > came:
-                meter.token(index - came)
+                else:
+                    written = self._other(event, index)
+                    if written > index:
+                        pieces += 1
+                        index = self.index = written
+            if meter is not None and pieces:
+                meter.token(pieces)
 
-    def _other(self, event: ProviderEvent, index: int) -> bool:
-        """A reasoning or tool-call piece: kept, and written if the format has an event for
-        it (True then)."""
-        payload: bytes | None = None
+    def _append(self, index: int, payloads: list[bytes]) -> int:
+        """Append several events from `index` on; the index after them."""
+        for payload in payloads:
+            self.hub.append(self.stream_id, payload)
+        return index + len(payloads)
+
+    def _other(self, event: ProviderEvent, index: int) -> int:
+        """A reasoning or tool-call piece: kept, and written if the format has events for
+        it; the index after them."""
+        payload: bytes | list[bytes] | None = None
         if type(event) is ReasoningDelta:
             self.outcome.reasoning.append(event.text)
             payload = self.format.reasoning(index, event.text)
@@ -225,9 +239,11 @@ class Generation:
             self.outcome.add_tool_call(event)
             payload = self.format.tool_call(index, event)
         if payload is None:
-            return False
-        self.hub.append(self.stream_id, payload)
-        return True
+            return index
+        if isinstance(payload, bytes):
+            self.hub.append(self.stream_id, payload)
+            return index + 1
+        return self._append(index, payload)
 
 
 def _ending(outcome: Outcome) -> Ending:
