@@ -20,17 +20,19 @@ from ..access.identity import IdentityGate
 from ..access.limits import Limiter, Quota
 from ..apis.native.orphans import OrphanedAnswers
 from ..apis.openai_chat.protocol import ChatCompletionChunk, ChatCompletionRequest
+from ..apis.ui.serving import UIChatServing
 from ..config import Settings
 from ..hub import MemoryHub, StreamHub
 from ..logs import TraceMiddleware
 from ..metrics import Metrics
 from ..providers import build_provider
-from ..routes import conversations, native, openai_chat, system, web
+from ..routes import conversations, native, openai_chat, system, ui, web
 from ..schemas import ChatRequest, StreamEvent
 from ..service.chat import ChatService
 from ..service.history import History
 from ..store import Store, create_engine
 from ..store.keys import KeyStore
+from ..store.ui_chats import UIChats
 from . import handlers, routetable
 from .admission import Admission, Gate, who_asked
 from .bodylimit import BodyLimit
@@ -137,6 +139,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.chat = service
     app.state.history = history
     app.state.limiter = limiter
+    app.state.ui_serving = UIChatServing(
+        service, history, UIChats(store), max_message_chars=settings.max_message_chars
+    )
     app.state.metrics = metrics
     handlers.install(app)
     # The last added is the outermost: TraceMiddleware, then the admission seam, the body
@@ -165,6 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(native.router)
     app.include_router(conversations.router)
     app.include_router(openai_chat.router)
+    app.include_router(ui.router)
     app.include_router(system.router)
     app.include_router(web.router)
     app.mount(web.WEB_ASSETS, web.WebAssets(), name="web-assets")
