@@ -29,6 +29,8 @@ class Script:
     hang_before_headers: bool = False
     hang_after: int | None = None  # stop sending (but keep the connection) after N tokens
     finish_reason: str = "stop"
+    # Whole `delta` objects (reasoning, tool calls, text) sent instead of `tokens`.
+    deltas: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -125,7 +127,8 @@ class FakeUpstream:
         await send.chunk({"role": "assistant", "content": ""})
         if script.first_delay and await _closed_during(record, script.first_delay):
             return
-        for i, token in enumerate(script.tokens):
+        pieces = script.deltas or [{"content": token} for token in script.tokens]
+        for i, piece in enumerate(pieces):
             if record.closed.is_set():
                 return
             if i == script.error_after:
@@ -140,7 +143,7 @@ class FakeUpstream:
             if i and script.delay and await _closed_during(record, script.delay):
                 return
             record.token_times.append(time.monotonic())
-            await send.chunk({"content": token})
+            await send.chunk(piece)
         await send.chunk({}, finish_reason=script.finish_reason)
         if (record.body.get("stream_options") or {}).get("include_usage"):
             await send.usage(record.body["messages"], len(script.tokens))
