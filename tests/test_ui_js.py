@@ -143,7 +143,10 @@ async def test_a_stop_keeps_the_partial_text(
     chat_id = new_chat()
     result = await run_ui("send-stop", server.url, chat_id)
     outcome = result["outcome"]
-    assert outcome["stop"] == {"status": 200, "body": {"code": 0, "message": "", "data": {"id": chat_id, "stopped": True}}}
+    assert outcome["stop"] == {
+        "status": 200,
+        "body": {"code": 0, "message": "", "data": {"id": chat_id, "stopped": True}},
+    }
     partial = text_of(outcome["message"])
     assert partial
     assert "".join(SLOW.tokens).startswith(partial)
@@ -206,3 +209,20 @@ async def test_reasoning_and_tool_calls_stream_as_their_parts(
         "type": "finish",
         "finishReason": "tool-calls",
     }
+
+
+async def test_a_failure_after_the_start_ends_with_a_generic_error_chunk(
+    server: ServerProcess, upstream: FakeUpstream, http: aiohttp.ClientSession
+) -> None:
+    upstream.reset(Script(error_after=2))
+    chat_id = new_chat()
+    result = await run_ui("send", server.url, chat_id)
+    outcome = result["outcome"]
+    assert text_of(outcome["message"]) == "Hello"
+    # The SDK hands the text to the page's onError; the upstream's own words stay in the log.
+    assert outcome["errors"] == ["Error: 上游模型服务出错"]
+    (response,) = result["seen"]["responses"]
+    assert types(response)[-4:] == ["text-delta", "text-end", "error", "[DONE]"]
+    assert "upstream exploded" not in response["payloads"][-2]
+    stored = await restore(http, server, chat_id)
+    assert text_of(stored[-1]) == "Hello"

@@ -141,7 +141,9 @@ class UIMessageFormat:
                 input=arguments,
                 errorText="the model's tool input is not valid JSON",
             )
-        return _chunk(type="tool-input-available", toolCallId=call_id, toolName=call.name, input=value)
+        return _chunk(
+            type="tool-input-available", toolCallId=call_id, toolName=call.name, input=value
+        )
 
     def _error(self, failure: Failure) -> bytes:
         # The failure's own message: generic by construction (an upstream's text and address
