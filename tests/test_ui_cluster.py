@@ -79,3 +79,37 @@ async def test_a_stop_on_the_other_node_stops_the_answer_and_keeps_its_text(
     assert "".join(SLOW.tokens).startswith(partial)
     deltas = [orjson.loads(c) for c in chunks if c.startswith(b'{"type":"text-delta"')]
     assert partial.endswith("".join(d["delta"] for d in deltas))
+
+
+async def test_kill_9_of_the_writing_node_ends_a_resumed_ui_stream_with_an_error_chunk(
+    http: aiohttp.ClientSession, upstream: FakeUpstream, redis_prefix: str
+) -> None:
+    env = node_env(upstream, SHARED_URL, f"{redis_prefix}uideath:", node_timeout_seconds="2")
+    a, b = await start_nodes(2, env)
+    try:
+        upstream.reset(Script(tokens=[f"t{i} " for i in range(600)], delay=0.05))
+        chat_id = new_chat()
+        response = await begin(http, a, chat_id)
+        async with http.get(f"{b.url}/api/ui/chat/{chat_id}/stream?uid=7") as follower:
+            assert follower.status == 200
+            await follower.content.readline()
+            assert a.proc is not None
+            a.proc.kill()
+            rest = await asyncio.wait_for(follower.read(), timeout=15)
+        response.close()
+        last = [line for line in rest.splitlines() if line.startswith(b"data: ")][-1]
+        # The SDK's own error chunk (the native stream's `error` event fails its schema).
+        assert set(orjson.loads(last[6:])) == {"type", "errorText"}
+        # The answer is no longer running: nothing to resume, its text kept.
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            async with http.get(f"{b.url}/api/ui/chat/{chat_id}/stream?uid=7") as again:
+                if again.status == 204:
+                    break
+                await again.read()
+            assert asyncio.get_running_loop().time() < deadline, "still running"
+            await asyncio.sleep(0.2)
+        assert "Traceback" not in b.log(), b.log()
+    finally:
+        for node in (a, b):
+            node.stop()

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from streamchat.apis.ui.format import UIMessageFormat
+from streamchat.apis.ui.orphans import answer_of
 from streamchat.errors import Failure, Kind
 from streamchat.providers.base import ToolCallDelta
 from streamchat.service.generation import Outcome
@@ -92,3 +93,10 @@ def test_a_stopped_answer_aborts_and_a_failed_one_errs() -> None:
         {"type": "error", "errorText": "upstream model failed"},
         "[DONE]",
     ]
+
+
+def test_a_dead_nodes_ui_stream_is_known_by_its_start_chunk() -> None:
+    opening = UIMessageFormat(message_id="m1").opening("s1")[0]
+    assert answer_of(opening) == "m1"
+    native = b'{"type":"start","index":0,"is_end":false,"uid":1,"message_id":"m2"}'
+    assert answer_of(native) is None

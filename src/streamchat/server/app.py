@@ -20,6 +20,7 @@ from ..access.identity import IdentityGate
 from ..access.limits import Limiter, Quota
 from ..apis.native.orphans import OrphanedAnswers
 from ..apis.openai_chat.protocol import ChatCompletionChunk, ChatCompletionRequest
+from ..apis.ui.orphans import UIOrphans
 from ..apis.ui.serving import UIChatServing
 from ..config import Settings
 from ..hub import MemoryHub, StreamHub
@@ -206,7 +207,8 @@ def build_hub(settings: Settings, store: Store) -> StreamHub:
             max_events=settings.redis_stream_max_events,
             node_timeout_seconds=settings.node_timeout_seconds,
         )
-        hub.watch_orphans(OrphanedAnswers(store))
+        # Each API ends a dead node's streams in its own protocol.
+        hub.watch_orphans(UIOrphans(store, then=OrphanedAnswers(store)))
         return hub
     return MemoryHub(
         ttl_seconds=settings.stream_ttl_seconds, retain_bytes=settings.stream_retain_bytes

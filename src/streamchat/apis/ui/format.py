@@ -63,7 +63,7 @@ class UIMessageFormat:
         self._calls: dict[int, str] = {}  # a tool call's index -> its id
 
     def opening(self, stream_id: str) -> list[bytes]:
-        """`start` (with the answer's id) and `start-step`."""
+        """`start` (with the answer's id: orphans.py knows a UI stream by it) and `start-step`."""
         return [_chunk(type="start", messageId=self.message_id), b'{"type":"start-step"}']
 
     def delta(self, index: int, text: str) -> bytes | list[bytes]:
