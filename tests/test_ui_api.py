@@ -142,15 +142,16 @@ async def test_regenerate_while_an_answer_runs_is_refused(
         await running.read()
 
 
-async def test_resume_is_204_when_nothing_runs_and_404_for_an_unknown_chat(
+async def test_resume_is_204_when_nothing_runs_and_for_a_chat_not_yet_begun(
     server: ServerProcess, http: aiohttp.ClientSession
 ) -> None:
     chat_id = new_chat()
     assert (await post(http, f"{server.url}/api/ui/chat?uid=7", body(chat_id)))[0] == 200
     async with http.get(f"{server.url}/api/ui/chat/{chat_id}/stream?uid=7") as response:
         assert response.status == 204
+    # useChat with `resume: true` asks on a new chat's first page load: not an error.
     async with http.get(f"{server.url}/api/ui/chat/{new_chat()}/stream?uid=7") as response:
-        assert response.status == 404
+        assert response.status == 204
     async with http.get(f"{server.url}/api/ui/chat/{chat_id}/stream") as response:
         assert response.status == 400, "without keys, the uid is the request's to name"
 
@@ -163,17 +164,27 @@ async def test_another_keys_chat_is_a_404_on_every_route(
     url = f"{server.url}/api/ui/chat"
     seven, eight = bearer(keys.user7), bearer(keys.user8)
     assert (await post(http, url, body(chat_id, text="seven's secret"), seven))[0] == 200
+    running = await http.post(url, json=body(chat_id, text="x " * 300), headers=seven)
+    await running.content.readline()  # 7's answer is running: there is a stream
+    # Another key's chat is what an unknown chat is: 404, and for the resume, which useChat
+    # asks on a new chat's first load, 204.
     routes = [
-        ("GET", f"{url}/{chat_id}", None),
-        ("GET", f"{url}/{chat_id}/stream", None),
-        ("POST", f"{url}/{chat_id}/stop", None),
-        ("POST", url, body(chat_id, trigger="regenerate-message")),
+        ("GET", f"{url}/{chat_id}", None, 404),
+        ("GET", f"{url}/{chat_id}/stream", None, 204),
+        ("POST", f"{url}/{chat_id}/stop", None, 404),
+        ("POST", url, body(chat_id, trigger="regenerate-message"), 404),
     ]
-    for method, route, payload in routes:
+    for method, route, payload, status in routes:
         for headers, acting in ((eight, ""), (bearer(keys.service), "?uid=8")):
             target = route + acting
             async with http.request(method, target, json=payload, headers=headers) as response:
-                assert response.status == 404, (method, target)
+                assert response.status == status, (method, target)
+    async with http.get(f"{url}/{chat_id}/stream", headers=seven) as response:
+        assert response.status == 200, "7's own answer is resumed"
+    async with http.post(f"{url}/{chat_id}/stop", headers=seven) as response:
+        assert (await response.json())["data"]["stopped"] is True
+    await running.read()
+    running.close()
     unknown = f"{url}/{new_chat()}"
     async with http.get(unknown, headers=seven) as response:
         assert response.status == 404

@@ -156,8 +156,14 @@ class UIChatServing:
             log.warning("empty chat %s not taken back: %s", conversation_id, exc.detail)
 
     async def resume(self, chat_id: str, uid: int) -> Subscription | None:
-        """The chat's running answer from its first chunk, or None when none is running."""
-        conversation_id = await self._conversation(chat_id, uid)
+        """The chat's running answer from its first chunk, or None when none is running.
+
+        None too for a chat `uid` does not have (unknown, or another user's: the same answer):
+        `useChat` with `resume: true` asks on every page load, a new chat's first included,
+        and takes anything but a 204 or a stream for an error."""
+        conversation_id = await self.chats.find(uid, chat_id)
+        if conversation_id is None:
+            return None
         stream_id = await self.chats.running_stream(conversation_id)
         if stream_id is None:
             return None
