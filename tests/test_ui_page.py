@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
@@ -17,7 +18,10 @@ from playwright.async_api import Page
 
 from .conftest import StartServer
 from .fakeupstream import FakeUpstream, Script
+from .nodes import node_env, start_nodes
+from .redisserver import SHARED_URL
 from .servers import ServerProcess, free_port
+from .test_cluster_nginx import MAIN, Nginx
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "ui"
 SLOW = Script(tokens=[f"w{i} " for i in range(40)], delay=0.1)
@@ -114,3 +118,62 @@ async def test_stop_keeps_the_partial_answer_across_a_reload(
     assert WHOLE.startswith(kept)
     assert len(kept) >= len(shown), "the server kept at least what the page showed"
     assert kept != WHOLE
+
+
+@pytest_asyncio.fixture
+async def behind_nginx(
+    site: str, upstream: FakeUpstream, redis_prefix: str
+) -> AsyncIterator[tuple[Nginx, list[ServerProcess]]]:
+    """Two nodes on one Redis behind nginx (deploy/nginx-cluster.conf, round robin), whose
+    access log names each request's path and node."""
+    env = node_env(
+        upstream, SHARED_URL, f"{redis_prefix}uipage:", detach_grace_seconds="0", cors_origins=site
+    )
+    nodes = await start_nodes(2, env)
+    proxy = Nginx(nodes)
+    (proxy.dir / "nginx.conf").write_text(
+        MAIN.replace(
+            "'$http_x_test_chat $request_method $upstream_addr $status'",
+            "'$request_method $uri $upstream_addr $status'",
+        ).format(dir=proxy.dir)
+    )
+    try:
+        await proxy.start()
+        yield proxy, nodes
+    finally:
+        proxy.stop()
+        for node in nodes:
+            node.stop()
+
+
+async def test_a_reload_through_nginx_resumes_the_answer_from_the_other_node(
+    page: Page,
+    site: str,
+    behind_nginx: tuple[Nginx, list[ServerProcess]],
+    upstream: FakeUpstream,
+    http: aiohttp.ClientSession,
+) -> None:
+    proxy, _ = behind_nginx
+    upstream.reset(SLOW)
+    chat_id = f"page-{uuid.uuid4().hex[:12]}"
+    await page.goto(f"{site}/?api={proxy.url}&uid=7&chat={chat_id}")
+    await page.wait_for_selector("#input")
+    await page.fill("#input", "tell me a story")
+    await page.press("#input", "Enter")
+    await page.wait_for_function(f"document.querySelector({ANSWER!r})?.textContent.includes('w5')")
+    # Round robin: the reload's two requests (the messages, the resume) go to the node after
+    # this one's, then to this one's — the other node than the POST's.
+    async with http.get(proxy.url + "/healthz") as probe:
+        assert probe.status == 200
+    await page.reload()
+    await page.wait_for_function(
+        f"document.querySelector({ANSWER!r})?.textContent.trim() === {WHOLE!r}", timeout=20_000
+    )
+    assert len(upstream.records) == 1
+    log = [line.split() for line in (proxy.dir / "access.log").read_text().splitlines()]
+    posted = [node for method, uri, node, _ in log if method == "POST" and uri == "/api/ui/chat"]
+    stream = f"/api/ui/chat/{chat_id}/stream"
+    resumed = [node for method, uri, node, status in log if uri == stream and status == "200"]
+    assert len(posted) == 1
+    assert len(resumed) == 1
+    assert resumed != posted, "the resume was served by the node that runs the answer"
