@@ -73,7 +73,11 @@ class UIChatServing:
             await self._take_back(begun, exc, replaced is not None, created, uid)
             raise
         if replaced is not None:
-            await self._drop(replaced)
+            try:
+                await self._drop(replaced)
+            except BaseException:  # the client left meanwhile: nobody will follow
+                await subscription.close()
+                raise
         return subscription
 
     async def _submit(self, request: UIChatRequest, uid: int, model: str) -> tuple[Turn, bool]:
