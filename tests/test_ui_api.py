@@ -16,6 +16,7 @@ from .conftest import StartServer
 from .dbs import Databases, DatabaseSettings
 from .fakeupstream import FakeUpstream, Script
 from .keyring import Keys, bearer, make_keys
+from .scrape import scrape, value
 from .servers import ServerProcess
 from .test_ui_js import new_chat
 
@@ -196,3 +197,30 @@ async def test_another_keys_chat_is_a_404_on_every_route(
     assert stored[0]["parts"][0]["text"] == "seven's secret"
     async with http.get(f"{url}/{chat_id}", headers=eight) as response:
         assert (await response.json())[0]["parts"][0]["text"] == "eight's"
+
+
+async def test_ui_answers_are_labelled_ui_in_the_metrics(
+    server: ServerProcess, http: aiohttp.ClientSession
+) -> None:
+    assert (await post(http, f"{server.url}/api/ui/chat?uid=7", body(new_chat())))[0] == 200
+    after = await scrape(http, server.url)
+    assert value(after, "streamchat:time_to_first_token_seconds_count", api="ui") >= 1
+    assert value(after, "streamchat:e2e_request_latency_seconds_count", api="ui") >= 1
+
+
+async def test_the_ui_api_counts_against_the_same_limits_and_a_429_writes_nothing(
+    start_server: StartServer, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server(provider="echo", echo_delay_ms="1", limit_requests_per_minute="2")
+    url = f"{server.url}/api/ui/chat?uid=9"
+    first, second, third = new_chat(), new_chat(), new_chat()
+    assert (await post(http, url, body(first)))[0] == 200
+    async with http.post(url, json=body(second)) as response:
+        assert response.status == 200
+        assert response.headers["x-ratelimit-limit-requests"] == "2"
+        await response.read()
+    async with http.post(url, json=body(third)) as response:
+        assert response.status == 429
+        assert "Retry-After" in response.headers
+    async with http.get(f"{server.url}/api/ui/chat/{third}?uid=9") as response:
+        assert response.status == 404, "the refused request made no chat"
