@@ -224,3 +224,14 @@ async def test_the_ui_api_counts_against_the_same_limits_and_a_429_writes_nothin
         assert "Retry-After" in response.headers
     async with http.get(f"{server.url}/api/ui/chat/{third}?uid=9") as response:
         assert response.status == 404, "the refused request made no chat"
+
+
+async def test_the_last_message_alone_may_stand_for_the_chat(
+    server: ServerProcess, upstream: FakeUpstream, http: aiohttp.ClientSession
+) -> None:
+    # What docs/ai-sdk.md's prepareSendMessagesRequest sends: `message`, not `messages`.
+    chat_id = new_chat()
+    message = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "alone"}]}
+    payload = {"id": chat_id, "message": message, "trigger": "submit-message"}
+    assert (await post(http, f"{server.url}/api/ui/chat?uid=7", payload))[0] == 200
+    assert upstream.records[0].body["messages"] == [{"role": "user", "content": "alone"}]
