@@ -6,6 +6,7 @@ check (a 4xx and its message, another key's 404) is below what the SDK shows.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -235,3 +236,23 @@ async def test_the_last_message_alone_may_stand_for_the_chat(
     payload = {"id": chat_id, "message": message, "trigger": "submit-message"}
     assert (await post(http, f"{server.url}/api/ui/chat?uid=7", payload))[0] == 200
     assert upstream.records[0].body["messages"] == [{"role": "user", "content": "alone"}]
+
+
+async def test_two_first_messages_at_once_make_one_chat(
+    server: ServerProcess, http: aiohttp.ClientSession
+) -> None:
+    chat_id = new_chat()
+    url = f"{server.url}/api/ui/chat?uid=7"
+    got = await asyncio.gather(*(post(http, url, body(chat_id, text=f"m{i}")) for i in range(4)))
+    assert [status for status, _ in got] == [200] * 4
+    async with http.get(f"{server.url}/api/conversations?uid=7&limit=100") as response:
+        titles = [c["title"] for c in (await response.json())["data"]["items"]]
+    async with http.get(f"{server.url}/api/ui/chat/{chat_id}?uid=7") as response:
+        stored = await response.json()
+    assert sorted(m["parts"][0]["text"] for m in stored if m["role"] == "user") == [
+        "m0",
+        "m1",
+        "m2",
+        "m3",
+    ]
+    assert sum(title in {"m0", "m1", "m2", "m3"} for title in titles) == 1
