@@ -24,7 +24,8 @@ from .servers import ServerProcess, free_port
 from .test_cluster_nginx import MAIN, Nginx
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "ui"
-SLOW = Script(tokens=[f"w{i} " for i in range(40)], delay=0.1)
+# Eight seconds: a loaded machine's reload must still come mid-answer.
+SLOW = Script(tokens=[f"w{i} " for i in range(80)], delay=0.1)
 WHOLE = "".join(SLOW.tokens).strip()
 ANSWER = "#messages li[data-role=assistant] .text"
 
@@ -94,6 +95,7 @@ async def test_a_reload_mid_answer_resumes_it_to_its_end(
     assert roles == ["user", "assistant"]
     assert len(upstream.records) == 1, "the reload resumed the answer, it did not ask again"
     assert len(upstream.records[0].token_times) == len(SLOW.tokens)
+    await served.logged(f'"GET /api/ui/chat/{chat_id}/stream" 200')
 
 
 async def test_stop_keeps_the_partial_answer_across_a_reload(
