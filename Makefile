@@ -24,18 +24,24 @@ $(VENV)/.installed-dev: pyproject.toml uv.lock | $(UV)
 	$(UV_ENV) $(UV_SYNC) --extra dev
 	touch $@ $(VENV)/.installed
 
-# The official openai npm package, for the JavaScript client test (tests/test_openai_js.py).
+# The official openai and ai npm packages, for the JavaScript client tests (tests/test_openai_js.py,
+# tests/test_ui_js.py), and the AI SDK example page's (examples/ui, tests/test_ui_page.py).
 JS_DEPS := tests/js/node_modules/.package-lock.json
+EXAMPLE_DEPS := examples/ui/node_modules/.package-lock.json
 
 $(JS_DEPS): tests/js/package.json tests/js/package-lock.json
 	npm ci --prefix tests/js --no-audit --no-fund
+	touch $@
+
+$(EXAMPLE_DEPS): examples/ui/package.json examples/ui/package-lock.json
+	npm ci --prefix examples/ui --no-audit --no-fund
 	touch $@
 
 install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
-install-js: $(JS_DEPS)
+install-js: $(JS_DEPS) $(EXAMPLE_DEPS)
 
 run: install
 	$(VENV)/bin/streamchat serve

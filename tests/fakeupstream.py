@@ -171,24 +171,34 @@ class FakeUpstream:
         await send.chunk({"role": "assistant", "content": ""})
         if script.first_delay and await _closed_during(record, script.first_delay):
             return
-        if script.deltas is not None:
-            await self._deltas(script, script.deltas, record, send)
-            return
-        if not await self._tokens(script, record, writer, send):
+        pieces = self._pieces(script)
+        if not await self._send_pieces(script, pieces, record, writer, send):
             return
         for piece in script.tool_calls:
             await send.chunk({"tool_calls": [piece]})
         await send.chunk({}, finish_reason=script.finish_reason)
         if (record.body.get("stream_options") or {}).get("include_usage"):
-            await send.usage(record.body["messages"], len(script.tokens))
+            await send.usage(record.body["messages"], len(pieces))
         await send.data(b"[DONE]")
         await send.end()
 
-    async def _tokens(
-        self, script: Script, record: Record, writer: asyncio.StreamWriter, send: _Sender
+    @staticmethod
+    def _pieces(script: Script) -> list[dict[str, Any]]:
+        """The deltas to send: the script's own, or its tokens as text."""
+        if script.deltas is not None:
+            return script.deltas
+        return [{"content": token} for token in script.tokens]
+
+    async def _send_pieces(
+        self,
+        script: Script,
+        pieces: list[dict[str, Any]],
+        record: Record,
+        writer: asyncio.StreamWriter,
+        send: _Sender,
     ) -> bool:
-        """Send the script's tokens; False if the answer ended there (a failure, a close)."""
-        for i, token in enumerate(script.tokens):
+        """Send the deltas; False if the answer ended there (a failure, a close)."""
+        for i, piece in enumerate(pieces):
             if record.closed.is_set():
                 return False
             if i == script.error_after:
@@ -203,22 +213,8 @@ class FakeUpstream:
             if i and script.delay and await _closed_during(record, script.delay):
                 return False
             record.token_times.append(time.monotonic())
-            await send.chunk({"content": token})
+            await send.chunk(piece)
         return True
-
-    async def _deltas(
-        self, script: Script, deltas: list[dict[str, Any]], record: Record, send: _Sender
-    ) -> None:
-        for delta in deltas:
-            record.token_times.append(time.monotonic())
-            await send.chunk(delta)
-            if script.delay and await _closed_during(record, script.delay):
-                return
-        await send.chunk({}, finish_reason=script.finish_reason)
-        if (record.body.get("stream_options") or {}).get("include_usage"):
-            await send.usage(record.body["messages"], len(deltas))
-        await send.data(b"[DONE]")
-        await send.end()
 
 
 class _Sender:

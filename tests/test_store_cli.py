@@ -33,11 +33,11 @@ async def db_upgrade(settings: DatabaseSettings) -> tuple[int, str, str]:
 async def test_db_upgrade_migrates_once(database: DatabaseSettings) -> None:
     code, out, err = await db_upgrade(database)
     assert code == 0, err
-    assert out == "database at revision 0002\n"
+    assert out == "database at revision 0005\n"
     assert "Running upgrade  -> 0001" in err
     assert "Running upgrade 0001 -> 0002" in err
     code, out, err = await db_upgrade(database)
-    assert (code, out) == (0, "database at revision 0002\n")
+    assert (code, out) == (0, "database at revision 0005\n")
     assert "Running upgrade" not in err
 
 

@@ -22,17 +22,20 @@ from ..apis.native.orphans import OrphanedAnswers
 from ..apis.openai_chat.protocol import ChatCompletionChunk, ChatCompletionRequest
 from ..apis.responses.serving import ResponsesService
 from ..apis.responses.state import ResponseState
+from ..apis.ui.orphans import UIOrphans
+from ..apis.ui.serving import UIChatServing
 from ..config import Settings
 from ..hub import MemoryHub, StreamHub
 from ..logs import TraceMiddleware
 from ..metrics import Metrics
 from ..providers import build_provider
-from ..routes import conversations, native, openai_chat, responses_api, system, web
+from ..routes import conversations, native, openai_chat, responses_api, system, ui, web
 from ..schemas import ChatRequest, StreamEvent
 from ..service.chat import ChatService
 from ..service.history import History
 from ..store import ResponseStore, Store, create_engine
 from ..store.keys import KeyStore
+from ..store.ui_chats import UIChats
 from . import handlers, routetable
 from .admission import Admission, Gate, who_asked
 from .bodylimit import BodyLimit
@@ -145,6 +148,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.models = provider
     app.state.history = history
     app.state.limiter = limiter
+    app.state.ui_serving = UIChatServing(
+        service, history, UIChats(store), max_message_chars=settings.max_message_chars
+    )
     app.state.metrics = metrics
     response_store = ResponseStore(store)
     app.state.responses = ResponsesService(service, store, response_store, settings)
@@ -179,6 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(conversations.router)
     app.include_router(openai_chat.router)
     app.include_router(responses_api.router)
+    app.include_router(ui.router)
     app.include_router(system.router)
     app.include_router(web.router)
     app.mount(web.WEB_ASSETS, web.WebAssets(), name="web-assets")
@@ -221,7 +228,8 @@ def build_hub(settings: Settings, store: Store) -> StreamHub:
             max_events=settings.redis_stream_max_events,
             node_timeout_seconds=settings.node_timeout_seconds,
         )
-        hub.watch_orphans(OrphanedAnswers(store))
+        # Each API ends a dead node's streams in its own protocol.
+        hub.watch_orphans(UIOrphans(store, then=OrphanedAnswers(store)))
         return hub
     return MemoryHub(
         ttl_seconds=settings.stream_ttl_seconds,

@@ -107,6 +107,17 @@ class History:
         messages = [*_context(earlier), ChatMessage("user", message)]
         return Turn(ids, messages, created=conversation_id is None)
 
+    async def again(self, conversation_id: str, uid: int) -> list[ChatMessage]:
+        """What the model is sent to answer the conversation's last question again: its
+        finished messages up to that question (the answer being replaced left out); 404
+        unless it is `uid`'s."""
+        found = await self.store.context(conversation_id, uid, self._max_chars)
+        if found is None:
+            raise _not_found(conversation_id)
+        while found and found[-1][0] == "assistant":
+            found.pop()
+        return _context(found)
+
     async def forget(self, turn: Turn, reason: BaseException) -> None:
         """Take back a turn that was refused before its stream began (DESIGN §8: a refusal
         writes nothing); if the database fails meanwhile, its answer records the refusal."""

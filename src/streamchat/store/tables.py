@@ -68,8 +68,12 @@ conversations = Table(
     Column("title", String(200), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # The id a `useChat` client gave the chat (apis/ui): unique per user, not globally, as
+    # clients make it up.
+    Column("ui_chat_id", String(64)),
     # A user's conversations, newest first, and the cursor that pages through them.
     Index(None, "uid", "updated_at", "id"),
+    Index("uq_conversations_uid_ui_chat_id", "uid", "ui_chat_id", unique=True),
 )
 
 messages = Table(
