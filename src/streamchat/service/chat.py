@@ -15,7 +15,7 @@ from collections.abc import Callable
 from ..access.limits import FREE, Charge
 from ..config import Settings
 from ..errors import Failure, Kind
-from ..hub import Hooks, StreamHub, StreamNotFound, Subscription
+from ..hub import Hooks, HubUnavailable, StreamHub, StreamNotFound, Subscription
 from ..metrics import Metrics, StreamMeter
 from ..providers.base import GenerateRequest, Provider, ProviderError, ProviderStream
 from .generation import Generation, Recorder, StreamFormat
@@ -305,15 +305,25 @@ class ChatService:
         Followers are counted again when it expires (even with grace 0): on a shared hub a
         follower on another node, or one that came back meanwhile, keeps the answer going.
         """
-        asyncio.get_running_loop().call_later(max(grace, 0), self._check_followers, stream_id)
+        loop = asyncio.get_running_loop()
+        loop.call_later(max(grace, 0), self._check_followers, stream_id, grace)
 
-    def _check_followers(self, stream_id: str) -> None:
-        task = asyncio.create_task(self._abandon_if_unfollowed(stream_id))
+    def _check_followers(self, stream_id: str, grace: float) -> None:
+        task = asyncio.create_task(self._abandon_if_unfollowed(stream_id, grace))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _abandon_if_unfollowed(self, stream_id: str) -> None:
-        if stream_id in self._generations and await self._hub.followers(stream_id) == 0:
+    async def _abandon_if_unfollowed(self, stream_id: str, grace: float) -> None:
+        if stream_id not in self._generations:
+            return
+        try:
+            followers = await self._hub.followers(stream_id)
+        except HubUnavailable as exc:
+            # Followers elsewhere cannot be counted: not known to be none, so look again.
+            log.warning("stream %s: followers not counted (%s); checking again", stream_id, exc)
+            self._on_idle(stream_id, max(grace, 1.0))
+            return
+        if followers == 0:
             log.info("stream %s: no follower left, interrupting the generation", stream_id)
             self._stop(stream_id, "interrupted")
 
