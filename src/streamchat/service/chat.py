@@ -8,6 +8,7 @@ response only follows the hub.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -45,6 +46,7 @@ class ChatService:
         self._background: set[asyncio.Task[None]] = set()
         self._metrics = metrics or Metrics(enabled=False)
         self.draining = False  # SIGTERM: no new chats (server/drain.py)
+        self._start_ended = asyncio.Event()  # a chat left start(): a generation, or refused
 
     def models(self) -> list[str]:
         """The model ids a request may name."""
@@ -125,6 +127,7 @@ class ChatService:
                 raise
         except BaseException:
             self._slots.give_back()
+            self._start_ended.set()
             raise
 
     async def generate(
@@ -160,6 +163,7 @@ class ChatService:
             )
         except BaseException as exc:
             self._slots.give_back()
+            self._start_ended.set()
             self._settle(charge, 0)
             if isinstance(exc, Failure):
                 self._metrics.refused(exc.kind.value)
@@ -225,9 +229,17 @@ class ChatService:
         """Take no new chats; give the running generations `grace_seconds` to end, then
         interrupt the rest and wait for their final events."""
         self.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_seconds
+        # A chat still in start() holds a slot and has no generation yet: wait (within the
+        # grace) until it has one or failed, or close() would not end it.
+        while self._slots.taken > len(self._generations) and loop.time() < deadline:
+            self._start_ended.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._start_ended.wait(), deadline - loop.time())
         tasks = [g.task for g in self._generations.values() if g.task is not None]
         if tasks:
-            await asyncio.wait(tasks, timeout=grace_seconds)
+            await asyncio.wait(tasks, timeout=max(deadline - loop.time(), 0))
         await self.close()
 
     def _refuse_if_draining(self) -> None:
@@ -271,6 +283,7 @@ class ChatService:
             generation.run(first_index), name=f"generation-{stream_id}"
         )
         self._generations[stream_id] = generation
+        self._start_ended.set()
         generation.task.add_done_callback(lambda _: self._generations.pop(stream_id, None))
         generation.task.add_done_callback(self._slots.give_back)
         if charge.limiter is not None:
@@ -305,8 +318,7 @@ class ChatService:
         Followers are counted again when it expires (even with grace 0): on a shared hub a
         follower on another node, or one that came back meanwhile, keeps the answer going.
         """
-        loop = asyncio.get_running_loop()
-        loop.call_later(max(grace, 0), self._check_followers, stream_id, grace)
+        asyncio.get_running_loop().call_later(grace, self._check_followers, stream_id, grace)
 
     def _check_followers(self, stream_id: str, grace: float) -> None:
         task = asyncio.create_task(self._abandon_if_unfollowed(stream_id, grace))
@@ -314,18 +326,14 @@ class ChatService:
         task.add_done_callback(self._background.discard)
 
     async def _abandon_if_unfollowed(self, stream_id: str, grace: float) -> None:
-        if stream_id not in self._generations:
-            return
-        try:
-            followers = await self._hub.followers(stream_id)
+        try:  # followers elsewhere that cannot be counted are not none: look again later
+            if stream_id not in self._generations or await self._hub.followers(stream_id):
+                return
         except HubUnavailable as exc:
-            # Followers elsewhere cannot be counted: not known to be none, so look again.
             log.warning("stream %s: followers not counted (%s); checking again", stream_id, exc)
-            self._on_idle(stream_id, max(grace, 1.0))
-            return
-        if followers == 0:
-            log.info("stream %s: no follower left, interrupting the generation", stream_id)
-            self._stop(stream_id, "interrupted")
+            return self._on_idle(stream_id, max(grace, 1.0))
+        log.info("stream %s: no follower left, interrupting the generation", stream_id)
+        self._stop(stream_id, "interrupted")
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
