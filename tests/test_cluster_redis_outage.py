@@ -18,8 +18,8 @@ from .fakeupstream import FakeUpstream, Script
 from .nodes import CHAT, assert_contiguous, node_env, resume, start_chat, start_nodes, text
 from .redisserver import RedisServer
 from .servers import ServerProcess
-from .tcpproxy import TcpProxy
 from .sseclient import FrameReader, events
+from .tcpproxy import TcpProxy
 
 TOKENS = [f"w{i} " for i in range(40)]
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
 import redis.asyncio as redis
 
@@ -225,7 +225,7 @@ class Watch:
             pipe.hget(meta, "owner")
             pipe.xrange(events, "-", "+", count=1)
             pipe.xrevrange(events, "+", "-", count=1)
-            owner, first, last = cast(list[Any], await pipe.execute())
+            owner, first, last = await pipe.execute()
         if owner is None or owner.decode() == self._node_id or not first or not last:
             return _ENDED  # expired, or not a stream of another node's
         top = cast(_Entry, last[0])
