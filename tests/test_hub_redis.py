@@ -255,7 +255,7 @@ async def test_a_node_needs_few_connections_whatever_the_number_of_streams(
     await asyncio.gather(*waiting)
     clients = await raw.client_list()
     ours = [c for c in clients if c["cmd"] != "client|list"]
-    assert len(ours) <= 2 * (4 + 1)  # per node: its pool for commands, one pub/sub
+    assert len(ours) <= 2 * (4 + 2)  # per node: its pool for commands, pub/sub, heartbeat
     channels = await raw.pubsub_numsub(*(Keys(hubs.prefix).live(n) for n in names[:3]))
     assert [count for _, count in channels] == [1, 1, 1]  # one reader node, one subscription
 
