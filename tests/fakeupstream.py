@@ -27,6 +27,7 @@ class Script:
     error_after: int | None = None  # send an error chunk after N tokens
     drop_after: int | None = None  # close the connection abruptly after N tokens
     hang_before_headers: bool = False
+    headers_delay: float = 0.0  # seconds before the response's headers
     hang_after: int | None = None  # stop sending (but keep the connection) after N tokens
     finish_reason: str = "stop"
     # Raw `delta` objects sent instead of `tokens` (tool calls, reasoning), one chunk each.
@@ -149,6 +150,8 @@ class FakeUpstream:
 
     async def _respond(self, script: Script, record: Record, writer: asyncio.StreamWriter) -> None:
         if script.hang_before_headers:
+            return
+        if script.headers_delay and await _closed_during(record, script.headers_delay):
             return
         if script.status != 200:
             extra = "".join(f"{k}: {v}\r\n" for k, v in script.headers.items()).encode()

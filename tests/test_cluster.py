@@ -60,6 +60,29 @@ async def test_resume_on_another_node_gets_exactly_the_remaining_events(
     assert "Traceback" not in b.log()
 
 
+async def test_a_resume_at_the_end_of_a_finished_stream_ends_within_a_second_on_any_node(
+    http: aiohttp.ClientSession, make_pair: Callable[[str], Awaitable[Pair]], upstream: FakeUpstream
+) -> None:
+    # An EventSource reconnecting after `end` sends `Last-Event-ID` of the end: on Redis the
+    # response once pinged until the stream expired (600 s), with no final event.
+    a, b = await make_pair("5")
+    upstream.reset()
+    response, seen = await read_events(http, a.url, 1)
+    got = seen + events(await FrameReader(response).all())
+    response.close()
+    end = got[-1]
+    assert end["type"] == "end"
+    for node in (a, b):
+        started = time.monotonic()
+        headers = {"Last-Event-ID": str(end["index"])}
+        url = f"{node.url}/api/chat/streams/{got[0]['stream_id']}"
+        async with http.get(url, headers=headers) as resumed:
+            assert resumed.status == 200
+            again = events(await asyncio.wait_for(FrameReader(resumed).all(), 1))
+        assert time.monotonic() - started < 1
+        assert again == [end]  # the stream's own end, once more
+
+
 async def test_cancel_on_another_node_stops_the_generation_within_500_ms(
     http: aiohttp.ClientSession, make_pair: Callable[[str], Awaitable[Pair]], upstream: FakeUpstream
 ) -> None:

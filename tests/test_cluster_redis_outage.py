@@ -19,6 +19,7 @@ from .nodes import CHAT, assert_contiguous, node_env, resume, start_chat, start_
 from .redisserver import RedisServer
 from .servers import ServerProcess
 from .sseclient import FrameReader, events
+from .tcpproxy import TcpProxy
 
 TOKENS = [f"w{i} " for i in range(40)]
 
@@ -171,3 +172,38 @@ async def test_a_node_started_while_redis_is_down_serves_once_it_is_up(
             await asyncio.sleep(0.2)
     assert_contiguous(got)
     assert text(got) == "ok"
+
+
+async def test_followers_elsewhere_uncounted_for_a_moment_do_not_cancel_the_generation(
+    http: aiohttp.ClientSession, own_redis: RedisServer, upstream: FakeUpstream
+) -> None:
+    # The last follower on A leaves; when its grace ends, A cannot reach Redis to count the
+    # followers on B. It once counted its own (none) and cancelled B's answer.
+    proxy = TcpProxy("127.0.0.1", own_redis.port)
+    await proxy.restore()
+    env = node_env(upstream, own_redis.url, "detach:", detach_grace_seconds="1")
+    b = ServerProcess(env)
+    a = ServerProcess(env | {"STREAMCHAT_REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0"})
+    await asyncio.gather(a.start(), b.start())
+    try:
+        response, seen, stream_id, _record = await start_chat(
+            http, a.url, upstream, Script(tokens=TOKENS, delay=0.1), 3
+        )
+        follower = await http.get(f"{b.url}/api/chat/streams/{stream_id}", params={"after": "2"})
+        assert follower.status == 200
+        await asyncio.sleep(0.3)  # B's follower is counted in Redis
+        response.close()  # A's last follower: its grace (1 s) begins
+        await proxy.cut()
+        await asyncio.sleep(2)  # the grace ends while A cannot count B's follower
+        await proxy.restore()
+        async with asyncio.timeout(15):
+            got = seen + await read_rest(follower)
+        follower.close()
+        assert_contiguous(got)
+        assert got[-1]["type"] == "end", got[-1]
+        assert text(got) == "".join(TOKENS)
+        assert "not counted" in a.log()
+    finally:
+        a.stop()
+        b.stop()
+        await proxy.cut()

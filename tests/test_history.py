@@ -251,6 +251,21 @@ async def test_the_answer_is_saved_while_it_streams(
     response.close()
 
 
+async def test_an_answer_with_nul_is_saved_without_it_and_costs_nobody_else(
+    http: aiohttp.ClientSession, server: ServerProcess, upstream: FakeUpstream
+) -> None:
+    # PostgreSQL stores no NUL in text. An upstream's "\u0000" failed its round of the
+    # group commit: the answer stayed `streaming` and empty, and another user's turn in that
+    # round was a 503.
+    upstream.reset(Script(tokens=["a", "\x00", "b"], delay=0.05))
+    got, other = await asyncio.gather(chat(http, server, 41, "nul"), chat(http, server, 42, "x"))
+    assert text_of(got) == "a\x00b"  # the stream is the model's, as it came
+    for events_, uid in ((got, 41), (other, 42)):
+        assert events_[-1]["type"] == "end"
+        answer = (await settled(http, server, events_[0]["conversation_id"], uid))[-1]
+        assert (answer["status"], answer["content"]) == ("complete", "ab")
+
+
 async def test_kill_9_mid_answer_then_restart_keeps_what_was_saved(
     http: aiohttp.ClientSession, upstream: FakeUpstream, database: DatabaseSettings
 ) -> None:

@@ -189,6 +189,24 @@ async def test_finished_stream_does_not_call_on_idle(make_nodes: MakeNodes) -> N
     assert idle == []
 
 
+async def test_a_resume_at_or_past_the_end_of_a_finished_stream_ends_at_once_with_its_end(
+    make_nodes: MakeNodes,
+) -> None:
+    # An EventSource reconnecting after the end, or any `after=` at the last index: on
+    # Redis this once waited (pinging) until the stream expired, ten minutes later.
+    nodes = await make_nodes()
+    await nodes.writer.create("s", Hooks())
+    nodes.writer.append("s", b"0")
+    nodes.writer.append("s", b"end", last=True)
+    await read_all(await nodes.reader.subscribe("s", -1))  # the end has been shared
+    for after in (1, 2, 10**9):
+        sub = await nodes.reader.subscribe("s", after)
+        async with asyncio.timeout(1):
+            batch = await sub.next(30)
+        await sub.close()
+        assert batch == Batch(1, [b"end"], True), after
+
+
 async def test_unknown_stream(make_nodes: MakeNodes) -> None:
     nodes = await make_nodes()
     with pytest.raises(StreamNotFound):

@@ -117,3 +117,37 @@ async def test_sigterm_with_nothing_running_exits_0_at_once(
     except subprocess.TimeoutExpired:
         server.proc.kill()
         raise
+
+
+async def test_sigterm_while_a_chat_is_starting_drains_it_too(
+    http: aiohttp.ClientSession, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # A chat still waiting for its upstream's headers had no generation when the drain
+    # looked: nothing interrupted it, and its client was cut off without a final event.
+    database = tmp_path / "chat.db"
+    server = ServerProcess(
+        {
+            "STREAMCHAT_PROVIDER": "openai",
+            "STREAMCHAT_OPENAI_BASE_URL": upstream.base_url,
+            "STREAMCHAT_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+            "STREAMCHAT_SHUTDOWN_GRACE_SECONDS": "3",
+            "STREAMCHAT_PING_SECONDS": "1",
+        }
+    )
+    await server.start()
+    try:
+        upstream.reset(Script(headers_delay=1.5, tokens=["b"] * 600, delay=0.1))
+        starting = asyncio.create_task(http.post(server.url + "/api/chat", json=CHAT))
+        await upstream.next_record()  # the chat is inside start(), waiting for the upstream
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)
+        response = await starting
+        assert response.status == 200
+        got = events(await FrameReader(response).all())
+        assert got[-1]["type"] == "error", got[-1]
+        assert got[-1]["code"] == "interrupted"
+        assert await asyncio.to_thread(server.proc.wait, 20) == 0, server.log()
+        assert stored(database, got[0]["message_id"])[0] == "interrupted"
+    finally:
+        if server.proc is not None and server.proc.poll() is None:
+            server.proc.kill()

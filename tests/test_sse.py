@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import aiohttp
+import pytest
+
 from streamchat import sse
+
+from .fakeupstream import FakeUpstream, Script
+from .servers import ServerProcess
+from .sseclient import FrameReader, events
 
 
 def test_frame_single_and_many() -> None:
@@ -46,3 +53,28 @@ def test_feed_data_gives_the_data_feed_gives_however_the_bytes_are_cut() -> None
             datas = fast.feed_data(stream[:cut]) + fast.feed_data(stream[cut:])
             messages = full.feed(stream[:cut]) + full.feed(stream[cut:])
             assert datas == [m.data for m in messages], cut
+
+
+@pytest.mark.parametrize("method", ["feed", "feed_data"])
+def test_an_event_that_does_not_end_is_bounded(method: str) -> None:
+    decoder = sse.SSEDecoder(max_event_bytes=1000)
+    feed = getattr(decoder, method)
+    assert len(feed(b"data: " + b"x" * 900 + b"\n\n")) == 1  # within the bound: whole
+    feed(b"data: " + b"y" * 900)
+    with pytest.raises(sse.EventTooLarge):
+        feed(b"y" * 200)  # 1,106 bytes and no end yet
+    with pytest.raises(sse.EventTooLarge):  # and one that came whole at once
+        getattr(sse.SSEDecoder(max_event_bytes=1000), method)(b"data: " + b"z" * 1200 + b"\n\n")
+
+
+async def test_an_upstream_event_over_a_mebibyte_is_a_bad_response(
+    http: aiohttp.ClientSession, server: ServerProcess, upstream: FakeUpstream
+) -> None:
+    # The decoder kept whatever came until a blank line: an upstream could grow it without
+    # end.
+    upstream.reset(Script(tokens=["ok", "x" * (sse.MAX_EVENT_BYTES + 1)]))
+    async with http.post(server.url + "/api/chat", json={"uid": 1, "message": "hi"}) as response:
+        assert response.status == 200
+        got = events(await FrameReader(response).all())
+    assert [e["delta"] for e in got if e["type"] == "delta"] == ["ok"]
+    assert (got[-1]["type"], got[-1]["code"]) == ("error", "upstream_error")

@@ -193,3 +193,55 @@ async def test_a_uid_past_64_bits_fails_only_its_own_turn_and_the_writer_goes_on
         ("next", "complete"),
         ("", "streaming"),
     ]
+
+
+async def test_an_answer_with_nul_costs_no_other_write_in_its_round(store: Store) -> None:
+    # PostgreSQL stores no NUL in text: an upstream's "\u0000" failed the whole round, and
+    # another user's turn, the round's only awaited write, got a 503 for it.
+    mine = await store.begin_turn(uid=1, conversation_id=None, title="t", message="q", model="m")
+    assert mine is not None
+    store.save_progress_now(Answer(mine.answer_id, "a\x00b"))
+    theirs = await store.begin_turn(uid=2, conversation_id=None, title="t", message="x", model="m")
+    assert theirs is not None
+    assert await contents(store, 1, mine.conversation_id) == [
+        ("q", "complete"),
+        ("ab", "streaming"),
+    ]
+    # The end too, and a code point without UTF-8 (a lone surrogate, from JSON's "\ud800").
+    assert await store.finish(mine.answer_id, status="complete", content="a\x00b\ud800!")
+    assert (await contents(store, 1, mine.conversation_id))[1] == ("ab\ufffd!", "complete")
+
+
+async def test_a_write_refused_alone_with_progress_fails_only_itself(store: Store) -> None:
+    # The round's only awaited write, with a save beside it: split down to single writes.
+    mine = await store.begin_turn(uid=1, conversation_id=None, title="t", message="q", model="m")
+    assert mine is not None
+    store.save_progress_now(Answer(mine.answer_id, "saved"))
+    with pytest.raises(StoreUnavailable):
+        await store.begin_turn(uid=2**63, conversation_id=None, title="t", message="x", model="m")
+    assert (await contents(store, 1, mine.conversation_id))[1] == ("saved", "streaming")
+
+
+async def test_a_refused_turn_whose_request_was_cancelled_does_not_stop_the_writer(
+    store: Store,
+) -> None:
+    # Its future was cancelled with its request; giving it its result raised in the writer,
+    # after the commit, and every other turn of the round waited for ever.
+    mine = await store.begin_turn(uid=1, conversation_id=None, title="t", message="q", model="m")
+    assert mine is not None
+    intruder = asyncio.create_task(
+        store.begin_turn(
+            uid=2, conversation_id=mine.conversation_id, title="", message="x", model="m"
+        )
+    )
+    other = asyncio.create_task(
+        store.begin_turn(uid=3, conversation_id=None, title="t", message="y", model="m")
+    )
+    await asyncio.sleep(0)  # both queued in the next round
+    intruder.cancel()
+    assert await asyncio.wait_for(other, 10) is not None
+    assert store.writer_alive()
+    after = await asyncio.wait_for(
+        store.begin_turn(uid=3, conversation_id=None, title="t", message="z", model="m"), 10
+    )
+    assert after is not None

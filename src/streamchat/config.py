@@ -67,6 +67,11 @@ class Settings(BaseSettings):
         ge=0,
         description="Resumes (GET /api/chat/streams/{id}) per key following at once; 0: no limit.",
     )
+    limits_unreachable: Literal["open", "closed"] = Field(
+        "open",
+        description="When the limits' counters (Redis) cannot be reached: open lets chats "
+        "through uncounted, closed refuses them (503). A busy pool always refuses.",
+    )
 
     provider: Literal["local", "openai", "echo"] = "local"
     model: str = Field(
@@ -229,7 +234,11 @@ class Settings(BaseSettings):
         description="How long streams wait for an unreachable Redis before ending with an error.",
     )
     redis_max_connections: int = Field(
-        16, ge=2, description="Redis connections per process for commands (plus one pub/sub)."
+        16,
+        ge=2,
+        description="Redis connections per process for the hub's commands (plus one pub/sub "
+        "and one for the heartbeat), and as many for the limits' counters; commands wait "
+        "for a free one.",
     )
     redis_stream_max_events: int = Field(
         100_000, ge=1, description="Events kept per stream in Redis; older ones are trimmed."

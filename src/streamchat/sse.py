@@ -12,6 +12,14 @@ from dataclasses import dataclass
 
 PING = b": ping\n\n"
 
+# The longest event the decoder keeps waiting for its end: an upstream's chunk is a few
+# hundred bytes; one that never ends must not grow a buffer without end.
+MAX_EVENT_BYTES = 1 << 20
+
+
+class EventTooLarge(ValueError):
+    """An event went past the decoder's bound before it ended (a bad response)."""
+
 
 def frame(payloads: Sequence[bytes]) -> bytes:
     """Frame payloads as consecutive events: each one `data:` line and a blank line."""
@@ -43,13 +51,15 @@ class SSEDecoder:
     Lines may end with LF or CRLF; comments are skipped. (A lone CR as a line end, allowed by
     the spec but sent by no server we talk to, is not supported.) An event that is one
     `data: ` line, as upstream chunks are, is cut out without looking at it line by line.
+    An event over `max_event_bytes`, finished or not, raises `EventTooLarge`.
     """
 
-    __slots__ = ("_buffer", "_id")
+    __slots__ = ("_buffer", "_id", "_max")
 
-    def __init__(self) -> None:
+    def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
         self._buffer = b""  # the start of an event whose blank line has not come yet
         self._id: str | None = None
+        self._max = max_event_bytes
 
     def feed(self, chunk: bytes) -> list[SSEMessage]:
         """Consume a chunk; return the events it completed."""
@@ -69,9 +79,17 @@ class SSEDecoder:
             buffer = buffer.replace(b"\r\n", b"\n")
         end = buffer.rfind(b"\n\n")
         if end < 0:
-            self._buffer = buffer
+            self._buffer = self._bounded(buffer)
             return []
-        complete, self._buffer = buffer[:end], buffer[end + 2 :]
+        complete, self._buffer = buffer[:end], self._bounded(buffer[end + 2 :])
+        datas = self._datas(complete)
+        if len(complete) > self._max:  # rare: look for an event over the bound among them
+            for data in datas:
+                self._bounded(data)
+        return datas
+
+    def _datas(self, complete: bytes) -> list[bytes]:
+        """The data of the events of `complete` (whole events, without the last blank line)."""
         # Every event one `data: ` line (the usual case): its only newlines are the blank
         # lines between events, each followed by `data: `. Then one split cuts them all.
         if complete.startswith(b"data: ") and complete.count(b"\n") == 2 * complete.count(
@@ -92,8 +110,16 @@ class SSEDecoder:
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")
         blocks = buffer.split(b"\n\n")
-        self._buffer = blocks.pop()
+        self._buffer = self._bounded(blocks.pop())
+        if len(buffer) > self._max:  # rare: look for an event over the bound among them
+            for block in blocks:
+                self._bounded(block)
         return blocks
+
+    def _bounded(self, event: bytes) -> bytes:
+        if len(event) > self._max:
+            raise EventTooLarge(f"an event over {self._max} bytes")
+        return event
 
     def _parse(self, block: bytes) -> SSEMessage | None:
         """The event of the lines of `block` (None if it has no data, e.g. only comments)."""

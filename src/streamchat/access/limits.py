@@ -102,12 +102,14 @@ class Limiter:
         followers: int = 0,
         redis_url: str = "",
         key_prefix: str = "",
+        redis_connections: int = 16,
+        fail_closed: bool = False,
         metrics: Metrics | None = None,
     ) -> None:
         self._defaults = defaults
         self._followers = followers
         self._metrics = metrics or Metrics(enabled=False)
-        self._windows: Windows = _windows(redis_url, key_prefix)
+        self._windows: Windows = _windows(redis_url, key_prefix, redis_connections, fail_closed)
 
     def quota(self, ticket: Ticket) -> Quota:
         """The subject's limits: its key's own where set, else the defaults."""
@@ -125,7 +127,8 @@ class Limiter:
         or raise a 429 `Failure`; the headers go on the ticket.
 
         When the counters cannot be reached (Redis down) the request is let through and
-        the outage logged: the limits protect the service, they must not stop it.
+        the outage logged (the limits protect the service, they must not stop it), unless
+        STREAMCHAT_LIMITS_UNREACHABLE is `closed`: then the counters refuse it (503).
         """
         quota = self.quota(ticket)
         if not (quota.requests_per_minute or quota.tokens_per_minute or quota.streams):
@@ -206,13 +209,13 @@ def _subject(ticket: Ticket, uid: int | None) -> str:
     return f"key:{principal.key_id}" if principal is not None else f"uid:{uid or 0}"
 
 
-def _windows(redis_url: str, key_prefix: str) -> Windows:
+def _windows(redis_url: str, key_prefix: str, connections: int, fail_closed: bool) -> Windows:
     """The counters: in Redis when it is configured (imported only then), else in-process."""
     if not redis_url:
         return LocalWindows()
     from .redis_windows import RedisWindows
 
-    return RedisWindows(redis_url, key_prefix)
+    return RedisWindows(redis_url, key_prefix, max_connections=connections, fail_closed=fail_closed)
 
 
 def _headers(ticket: Ticket, quota: Quota, verdict: Verdict) -> None:

@@ -2,16 +2,37 @@
 algorithm is windows.py's): one Lua script per request, one more to settle it.
 
 Its own module so that a single node, counting in-process, never imports redis-py.
+
+The client is bounded (STREAMCHAT_REDIS_MAX_CONNECTIONS) and a script waits its turn for a
+connection, up to the Redis timeout: redis-py's default pool opened up to 100 and then
+failed, and the limiter took that failure for Redis being down and let the request through
+uncounted (200 of 300 in a burst on a 5-stream limit). A request that waits out its turn is
+refused as busy (503), never let through. Redis itself out of reach is the operator's choice
+(STREAMCHAT_LIMITS_UNREACHABLE): `open`, let requests through uncounted, or `closed`, refuse
+them. A settle that fails is retried (with backoff, for `SETTLE_SECONDS`): an open-stream
+place it leaves behind counts against its key for the whole lease (15 minutes).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 import redis.asyncio as redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from ..errors import Failure, Kind
 from .windows import STREAM_LEASE_SECONDS, STREAMS, WINDOW_SECONDS, CountersUnavailable, Verdict
+
+log = logging.getLogger(__name__)
+
+# How long a settle is retried, by default, with backoff from 0.1 s up to 5 s between tries.
+SETTLE_SECONDS = 120.0
 
 # KEYS: requests base, tokens base, open streams (sorted set).
 # ARGV: now, window, request limit, token limit, stream limit, stream id, lease seconds,
@@ -84,10 +105,29 @@ return 1
 class RedisWindows:
     """The counters in Redis, shared by every node: one script per request."""
 
-    def __init__(self, url: str, key_prefix: str, *, timeout: float = 2.0) -> None:
-        self._client = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout
+    def __init__(
+        self,
+        url: str,
+        key_prefix: str,
+        *,
+        timeout: float = 2.0,
+        max_connections: int = 16,
+        fail_closed: bool = False,
+        settle_seconds: float = SETTLE_SECONDS,
+    ) -> None:
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
         )
+        self._client = redis.Redis.from_pool(pool)
+        # Turns for the pool's connections: waiting for one is told apart from Redis failing.
+        self._turns = asyncio.Semaphore(max_connections)
+        self._timeout = timeout
+        self._fail_closed = fail_closed
+        self._settle_seconds = settle_seconds
         self._prefix = key_prefix + "limits:"
         self._admit = self._client.register_script(_ADMIT)
         self._settle = self._client.register_script(_SETTLE)
@@ -113,9 +153,12 @@ class RedisWindows:
             reserve,
         ]
         try:
-            answer = await self._admit(keys=self._keys(subject), args=args)
-        except RedisError as exc:
-            raise CountersUnavailable(str(exc)) from exc
+            answer = await self._call(self._admit, self._keys(subject), args)
+        except CountersUnavailable as exc:
+            if self._fail_closed:
+                log.warning("request refused: the limits cannot be counted: %s", exc)
+                raise Failure(Kind.BUSY, "server_busy", retry_after=5, detail=str(exc)) from exc
+            raise
         refused, requests_left, tokens_left, minute = answer
         reset = 1.0 if refused == STREAMS else WINDOW_SECONDS - now % WINDOW_SECONDS
         return Verdict(int(refused), int(requests_left), int(tokens_left), reset, int(minute))
@@ -133,10 +176,41 @@ class RedisWindows:
             reserved,
             minute,
         ]
+        deadline = time.monotonic() + self._settle_seconds
+        pause = 0.1
+        while True:
+            try:
+                await self._call(self._settle, [token_key, stream_key], args)
+                return
+            except (CountersUnavailable, Failure) as exc:
+                if time.monotonic() + pause > deadline:
+                    raise CountersUnavailable(f"not settled: {exc}") from exc
+                log.debug("settle of %s failed, trying again: %s", subject, exc)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+    async def _call(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        """Run `script` once a connection is free; `CountersUnavailable` when Redis fails,
+        a busy `Failure` when no connection came in time."""
+        async with self._turn():
+            try:
+                return await script(keys=keys, args=args)
+            except RedisError as exc:
+                raise CountersUnavailable(str(exc)) from exc
+
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
         try:
-            await self._settle(keys=[token_key, stream_key], args=args)
-        except RedisError as exc:
-            raise CountersUnavailable(str(exc)) from exc
+            async with asyncio.timeout(self._timeout):
+                await self._turns.acquire()
+        except TimeoutError:
+            # Every connection busy for the whole wait: Redis is slow or the burst is large.
+            # Not "unreachable": letting the request through uncounted would open the limit.
+            raise Failure(Kind.BUSY, "server_busy", retry_after=1, detail="limits busy") from None
+        try:
+            yield
+        finally:
+            self._turns.release()
 
     async def aclose(self) -> None:
         """Close the connection pool."""

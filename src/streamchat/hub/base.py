@@ -105,7 +105,10 @@ class StreamHub(Protocol):
         ...
 
     async def followers(self, stream_id: str) -> int:
-        """How many followers the stream has now, on every node (0 for unknown streams)."""
+        """How many followers the stream has now, on every node (0 for unknown streams).
+
+        Raises `HubUnavailable` when they cannot all be counted.
+        """
         ...
 
     async def request_cancel(self, stream_id: str) -> bool:

@@ -99,14 +99,17 @@ class LocalSubscription:
         stream.followers += 1
 
     async def next(self, idle_seconds: float) -> Batch | None:
-        """The events after the cursor, waiting up to `idle_seconds`; None if none came."""
+        """The events after the cursor, waiting up to `idle_seconds`; None if none came.
+
+        At or past the end of a finished stream (a resume after its last event): that last
+        event again, so that the response ends as the stream did, at once.
+        """
         stream = self._stream
-        if (
-            self._position >= len(stream.events)
-            and not stream.done
-            and not await stream.changes.wait(idle_seconds)
-        ):
-            return None
+        if self._position >= len(stream.events):
+            if stream.done and stream.events:
+                return Batch(len(stream.events) - 1, stream.events[-1:], True)
+            if not stream.done and not await stream.changes.wait(idle_seconds):
+                return None
         first = self._position
         payloads = stream.events[first:]
         self._position = first + len(payloads)

@@ -25,7 +25,7 @@ from .base import Hooks, HubUnavailable, StreamNotFound, Subscription
 from .local import LocalSubscription
 from .redis_listener import Listener
 from .redis_mirror import Mirror, RemoteSubscription
-from .redis_nodes import Heartbeat, Orphans
+from .redis_nodes import Heartbeat, Orphans, Watch
 from .redis_wire import (
     CANCEL,
     FOLLOW,
@@ -61,6 +61,10 @@ class RedisHub:
         timeout = min(5.0, outage_seconds)
         self._client = connect(url, max_connections=max_connections, timeout=timeout)
         self._listen_client = connect(url, max_connections=1, timeout=timeout)
+        # The beat's own connection, with a deadline short enough to beat again in time.
+        self._beat_client = connect(
+            url, max_connections=1, timeout=min(timeout, node_timeout_seconds / 4)
+        )
         self._follow = self._client.register_script(FOLLOW)
         self._cancel = self._client.register_script(CANCEL)
         self._register = self._client.register_script(REGISTER)
@@ -83,6 +87,9 @@ class RedisHub:
         self._mirrors: dict[str, Mirror] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._heartbeat = Heartbeat(
+            self._beat_client, self._keys.alive(self.node_id), timeout_seconds=node_timeout_seconds
+        )
+        self._watch = Watch(
             self._client,
             self._keys,
             self.node_id,
@@ -92,10 +99,10 @@ class RedisHub:
 
     def watch_orphans(self, orphans: Orphans) -> None:
         """Who ends the streams of dead nodes that this node follows (redis_nodes.py)."""
-        self._heartbeat.orphans = orphans
+        self._watch.orphans = orphans
 
     def _writing(self) -> list[str]:
-        """The streams this node writes that have not ended (named in its heartbeat)."""
+        """The streams this node writes that have not ended (its watch publishes them)."""
         return [sid for sid, owned in self._writer.owned.items() if not owned.local.done]
 
     async def ping(self) -> bool:
@@ -147,14 +154,15 @@ class RedisHub:
         return RemoteSubscription(mirror, after, self._release)
 
     async def followers(self, stream_id: str) -> int:
-        """Followers here (of a stream written here) plus those on other nodes."""
+        """Followers here (of a stream written here) plus those on other nodes; raises
+        `HubUnavailable` when those cannot be counted (not a count of this node's alone,
+        which once had a stream followed elsewhere cancelled)."""
         owned = self._writer.owned.get(stream_id)
         here = owned.local.followers if owned is not None else 0
         try:
             meta = await self._client.hgetall(self._keys.meta(stream_id))
         except REDIS_ERRORS as exc:
-            log.warning("stream %s: cannot count followers elsewhere: %s", stream_id, exc)
-            return here
+            raise HubUnavailable(f"cannot count the followers elsewhere: {exc}") from exc
         return here + followers(cast(dict[bytes, bytes], meta))
 
     async def request_cancel(self, stream_id: str) -> bool:
@@ -184,9 +192,9 @@ class RedisHub:
             asyncio.create_task(self._writer.refresh_forever(), name="redis-refresh"),
             asyncio.create_task(self._listener.run(), name="redis-listener"),
             asyncio.create_task(self._listener.sync_forever(), name="redis-subscriptions"),
+            asyncio.create_task(self._heartbeat.run(), name="redis-heartbeat"),
             asyncio.create_task(
-                self._heartbeat.run(self._writing, lambda: list(self._mirrors)),
-                name="redis-heartbeat",
+                self._watch.run(self._writing, lambda: list(self._mirrors)), name="redis-watch"
             ),
         ]
         if not await self._listener.connected(min(5.0, self._outage)):
@@ -206,6 +214,7 @@ class RedisHub:
             mirror.close()
         await self._client.aclose()
         await self._listen_client.aclose()
+        await self._beat_client.aclose()
 
     async def _mirror(self, stream_id: str, after: int, *, ended: bool) -> Mirror:
         mirror = self._mirrors.get(stream_id)
@@ -227,6 +236,8 @@ class RedisHub:
                 await self._listener.watch(self._keys.live(stream_id), mirror.on_live)
             await retrying(lambda: mirror.backfill(max(after + 1, 0)), budget=self._outage)
             await retrying(mirror.fill, budget=self._outage)
+            if ended and not mirror.done:  # `after` at or past its end: nothing to fill
+                await retrying(mirror.find_end, budget=self._outage)
             if mirror.lost is not None:
                 raise StreamNotFound(stream_id)
         except BaseException:

@@ -53,6 +53,7 @@ class Mirror:
         self.base = base
         self.events: list[bytes] = []
         self.done = False
+        self.final: Batch | None = None  # the stream's last event, once it has ended
         self.lost: str | None = None
         self.followers = 0
         self.registered = True
@@ -104,6 +105,18 @@ class Mirror:
                 self._note_presence(bool(present))
                 if not self._take(start, entries) or len(entries) < PAGE:
                     return
+
+    async def find_end(self) -> None:
+        """For a stream that has ended before `base` (a resume at or past its end): learn its
+        last event, and that nothing follows."""
+        async with self._lock:
+            found = await self._client.xrevrange(self._events_key, "+", "-", count=1)
+            entries = cast(list[tuple[bytes, dict[bytes, bytes]]], found)
+            if entries and END_FIELD in entries[0][1] and not self.done:
+                raw, fields = entries[0]
+                self.final = Batch(entry_index(raw), [fields[DATA_FIELD]], True)
+                self.done = True
+                self._changes.notify()
 
     async def backfill(self, first: int) -> None:
         """Make events from `first` on known here. Raises `StreamNotFound` if trimmed."""
@@ -190,6 +203,8 @@ class Mirror:
         self.events.extend(fresh)
         if ended:
             self.done = True
+            if payloads:
+                self.final = Batch(first + len(payloads) - 1, payloads[-1:], True)
         if fresh or ended:
             self._changes.notify()
         return True
@@ -209,8 +224,13 @@ class RemoteSubscription:
         self._closed = False
 
     async def next(self, idle_seconds: float) -> Batch | None:
-        """The events after the cursor, waiting up to `idle_seconds`; None if none came."""
+        """The events after the cursor, waiting up to `idle_seconds`; None if none came.
+
+        At or past the end of a finished stream: its last event again, and the end.
+        """
         mirror = self._mirror
+        if self._position >= mirror.end and mirror.final is not None:
+            return mirror.final
         if self._position >= mirror.end and not mirror.done:
             if mirror.lost is None and not await mirror.changed(idle_seconds):
                 # Silence: cheap insurance against a lost last message.

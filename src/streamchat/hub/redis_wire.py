@@ -7,12 +7,14 @@ streams, so one Redis primary is assumed, not Redis Cluster):
   field `e` on the last one. Explicit ids make a retried write idempotent: Redis refuses an
   id at or below the top, so a batch sent twice after a connection blip cannot duplicate or
   reorder anything.
-- `<prefix>{id}:meta` — a hash: `owner` (the writing node), `ended`, `cancel`, and one
-  `f:<node>` follower count per node following it from elsewhere.
+- `<prefix>{id}:meta` — a hash: `owner` (the writing node), `ended`, `cancel`, `reaped`
+  (the node that ended it for a dead owner: no write of the owner's is taken after that),
+  and one `f:<node>` follower count per node following it from elsewhere.
 - `<prefix>{id}:live` — a pub/sub channel carrying each written batch to following nodes.
 
 Per node: `<prefix>node:<node>` — the channel on which the writing node hears `cancel <id>`
-and `idle <id>` from the others.
+and `idle <id>` from the others; `<prefix>alive:<node>`, `<prefix>streams:<node>`,
+`<prefix>dead:<node>` and the set `<prefix>nodes`, for noticing dead nodes (redis_nodes.py).
 """
 
 from __future__ import annotations
@@ -67,6 +69,23 @@ class Keys:
         """The channel a node hears control messages on."""
         return f"{self.node_prefix}{node_id}"
 
+    def alive(self, node_id: str) -> str:
+        """The key that exists while `node_id` beats (redis_nodes.py)."""
+        return f"{self.prefix}alive:{node_id}"
+
+    def written_by(self, node_id: str) -> str:
+        """The set of the unfinished streams `node_id` writes, as it last said."""
+        return f"{self.prefix}streams:{node_id}"
+
+    def dead(self, node_id: str) -> str:
+        """Taken (SET NX) by the node that ends the streams of `node_id`, once dead."""
+        return f"{self.prefix}dead:{node_id}"
+
+    @property
+    def nodes(self) -> str:
+        """The set of the nodes that write streams, alive or not yet found dead."""
+        return f"{self.prefix}nodes"
+
 
 def entry_id(index: int) -> str:
     """The Redis Stream entry id of event `index` (`0-0` is not a valid id, `0-1` is)."""
@@ -102,7 +121,8 @@ def decode_batch(message: bytes) -> Batch:
 # KEYS: events, meta of each stream. ARGV: owner, ttl ms, max events, then per stream:
 # live channel, first index, count, flags (1: ends, 2: first round), live message, owner uid
 # ("" for none), payloads.
-# Returns per stream: 1 written, 0 vanished (to be written again from 0), or an error text.
+# Returns per stream: 1 written, 0 vanished (to be written again from 0), 2 reaped (another
+# node ended it, taking this one for dead: nothing more is written), or an error text.
 FLUSH = """
 local owner, ttl, maxlen = ARGV[1], ARGV[2], ARGV[3]
 local results = {}
@@ -114,7 +134,9 @@ for k = 1, #KEYS, 2 do
   local ends, fresh = flags % 2 == 1, flags >= 2
   a = a + 6
   local result = 1
-  if not fresh and redis.call('exists', events) == 0 then
+  if redis.call('hexists', meta, 'reaped') == 1 then
+    result = 2
+  elseif not fresh and redis.call('exists', events) == 0 then
     result = 0
   else
     if fresh then redis.call('hset', meta, 'owner', owner, 'uid', uid) end
@@ -142,6 +164,28 @@ for k = 1, #KEYS, 2 do
   results[#results + 1] = result
 end
 return results
+"""
+
+# Ends a stream whose writing node stopped beating, as that node would have, unless it has
+# ended, or its node beats again, or it grew since it was read (then read it again).
+# KEYS: events, meta, the owner's alive key. ARGV: this node, the final event's index, the
+# final event ("": none, only the flag), the live channel, the live message, ttl ms.
+# Returns 1 ended here, 0 ended already, 2 its node beats again, -1 grew meanwhile.
+REAP = """
+if redis.call('hexists', KEYS[2], 'ended') == 1 then return 0 end
+if redis.call('exists', KEYS[3]) == 1 then return 2 end
+local top = redis.call('xrevrange', KEYS[1], '+', '-', 'COUNT', 1)
+local next_index = 0
+if #top > 0 then next_index = tonumber(string.match(top[1][1], '^(%d+)')) + 1 end
+if next_index ~= tonumber(ARGV[2]) then return -1 end
+if ARGV[3] ~= '' then
+  redis.call('xadd', KEYS[1], string.format('%d-1', tonumber(ARGV[2])), 'd', ARGV[3], 'e', '1')
+  redis.call('publish', ARGV[4], ARGV[5])
+end
+redis.call('hset', KEYS[2], 'ended', '1', 'reaped', ARGV[1])
+redis.call('pexpire', KEYS[1], ARGV[6])
+redis.call('pexpire', KEYS[2], ARGV[6])
+return 1
 """
 
 # KEYS: meta. ARGV: follower field, delta, node channel prefix, stream id.

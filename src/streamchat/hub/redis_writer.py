@@ -13,7 +13,9 @@ node knows the stream. Explicit entry ids make a round that is sent again after 
 failure harmless. A stream whose events key vanished (a Redis restarted without persistence)
 is written again from its local copy. A stream that cannot be written for longer than the
 outage budget is reported lost to its generation (which then ends it with an error event);
-its copy keeps being retried until its time to live has passed.
+its copy keeps being retried until its time to live has passed. A stream another node ended
+because it took this one for dead (`reaped`, redis_nodes.py) is refused by Redis from then
+on, so that no event follows its error event there; it too is reported lost.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class Owned:
     lost: bool = False
     ended_at: float | None = None
     cancelled: bool = False
+    reaped: bool = False  # ended in Redis by another node: nothing more goes there
 
     def cancel(self) -> None:
         """Pass a cancel request on to the generation, once however many ways it arrives."""
@@ -122,6 +125,8 @@ class Replicator:
         owned.local.add(payload, last)
         if last:
             owned.ended_at = time.monotonic()
+            if owned.reaped:
+                self._forget(owned)
         self._mark(owned)
 
     def pending(self) -> int:
@@ -154,7 +159,7 @@ class Replicator:
     async def refresh(self) -> None:
         """Extend live streams' time to live, rewrite vanished ones, and act on what their
         meta says in case its message was missed: a cancel, or no follower left anywhere."""
-        streams = [owned for owned in self.owned.values() if owned.created.done()]
+        streams = [o for o in self.owned.values() if o.created.done() and not o.reaped]
         if not streams:
             return
         async with self._client.pipeline(transaction=False) as pipe:
@@ -197,7 +202,7 @@ class Replicator:
             log.warning("%d streams not fully written to redis at shutdown", self.pending())
 
     def _mark(self, owned: Owned) -> None:
-        if owned.stream_id in self.owned:
+        if owned.stream_id in self.owned and not owned.reaped:
             self._dirty[owned.stream_id] = owned
             self._wake.set()
 
@@ -255,6 +260,9 @@ class Replicator:
         owned = part.owned
         if owned.written != part.start:
             return True  # found vanished meanwhile: a rewrite from 0 is already scheduled
+        if result == 2:
+            self._reaped(owned)
+            return True
         if result == 0:
             log.warning("stream %s vanished from redis: writing it again", owned.stream_id)
             owned.written = 0
@@ -272,6 +280,19 @@ class Replicator:
             # Redis has it all: followers here keep their reference, new ones read Redis.
             self._forget(owned)
         return True
+
+    def _reaped(self, owned: Owned) -> None:
+        """Another node ended the stream in Redis (it took this node for dead): stop it here."""
+        if owned.reaped:
+            return
+        owned.reaped = True
+        self._dirty.pop(owned.stream_id, None)
+        log.error("stream %s: ended by another node that took this one for dead", owned.stream_id)
+        if owned.local.done:
+            self._forget(owned)
+        else:
+            owned.lost = True
+            owned.local.hooks.on_lost()
 
     def _failed(self, batch: list[Owned]) -> None:
         now = time.monotonic()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from ..sse import SSEDecoder
+from ..sse import EventTooLarge, SSEDecoder
 from .base import (
     GenerateRequest,
     ProviderError,
@@ -73,7 +73,7 @@ class OpenAIStream:
                     yield events
         except TimeoutError as exc:
             raise UpstreamTimeout(f"no data from {self._url} in time") from exc
-        except HTTPFailure as exc:
+        except (HTTPFailure, EventTooLarge) as exc:
             raise UpstreamBadResponse(f"the connection to {self._url} broke: {exc}") from exc
         raise UpstreamBadResponse(f"{self._url} closed the stream before it finished")
 

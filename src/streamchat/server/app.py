@@ -113,6 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         followers=settings.limit_followers,
         redis_url=settings.redis_url,
         key_prefix=settings.redis_key_prefix,
+        redis_connections=settings.redis_max_connections,
+        fail_closed=settings.limits_unreachable == "closed",
         metrics=metrics,
     )
     hub = build_hub(settings, store)

@@ -8,17 +8,18 @@ response only follows the hub.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import math
 import uuid
 from collections.abc import Callable, Collection
 
 from ..access.limits import FREE, Charge
 from ..config import Settings
 from ..errors import Failure, Kind
-from ..hub import Hooks, StreamHub, StreamNotFound, Subscription
+from ..hub import StreamHub, StreamNotFound, Subscription
 from ..metrics import Metrics, StreamMeter
 from ..providers.base import GenerateRequest, Provider, ProviderError, ProviderStream, answered_by
+from .detach import Detach
 from .generation import Generation, Recorder, StreamFormat
 from .history import History, Turn
 from .slots import StreamSlots
@@ -44,8 +45,10 @@ class ChatService:
         self._generations: dict[str, Generation] = {}
         self._slots = StreamSlots(settings.max_streams)
         self._background: set[asyncio.Task[None]] = set()
+        self._detach = Detach(hub, self._generations, self._background)
         self._metrics = metrics or Metrics(enabled=False)
         self.draining = False  # SIGTERM: no new chats (server/drain.py)
+        self._start_ended = asyncio.Event()  # a chat left start(): a generation, or refused
 
     def models(self, allowed: Collection[str] | None = None) -> list[str]:
         """The model ids a request may name (those of `allowed`, a key's), the default first."""
@@ -131,6 +134,7 @@ class ChatService:
                 raise
         except BaseException:
             self._slots.give_back()
+            self._start_ended.set()
             raise
 
     async def generate(
@@ -167,6 +171,7 @@ class ChatService:
             )
         except BaseException as exc:
             self._slots.give_back()
+            self._start_ended.set()
             self._settle(charge, 0)
             if isinstance(exc, Failure):
                 self._metrics.refused(exc.kind.value)
@@ -202,7 +207,7 @@ class ChatService:
         opening = fmt.opening(stream_id)
         try:
             grace = self._settings.detach_grace_seconds if detach_grace is None else detach_grace
-            await self._hub.create(stream_id, self._hooks(stream_id, grace), owner)
+            await self._hub.create(stream_id, self._detach.hooks(stream_id, grace), owner)
             for payload in opening:
                 self._hub.append(stream_id, payload)
             subscription = await self._hub.subscribe(stream_id, after=-1)
@@ -238,9 +243,17 @@ class ChatService:
         """Take no new chats; give the running generations `grace_seconds` to end, then
         interrupt the rest and wait for their final events."""
         self.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_seconds
+        # A chat still in start() holds a slot and has no generation yet: wait (within the
+        # grace) until it has one or failed, or close() would not end it.
+        while self._slots.taken > len(self._generations) and loop.time() < deadline:
+            self._start_ended.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._start_ended.wait(), deadline - loop.time())
         tasks = [g.task for g in self._generations.values() if g.task is not None]
         if tasks:
-            await asyncio.wait(tasks, timeout=grace_seconds)
+            await asyncio.wait(tasks, timeout=max(deadline - loop.time(), 0))
         await self.close()
 
     def _refuse_if_draining(self) -> None:
@@ -287,6 +300,7 @@ class ChatService:
             generation.run(first_index), name=f"generation-{stream_id}"
         )
         self._generations[stream_id] = generation
+        self._start_ended.set()
         generation.task.add_done_callback(lambda _: self._generations.pop(stream_id, None))
         generation.task.add_done_callback(self._slots.give_back)
         if charge.limiter is not None:
@@ -302,38 +316,6 @@ class ChatService:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(_log_failure)
-
-    def _hooks(self, stream_id: str, grace: float) -> Hooks:
-        return Hooks(
-            on_idle=lambda: self._on_idle(stream_id, grace),
-            on_cancel=lambda: self._stop(stream_id, "cancelled"),
-            on_lost=lambda: self._stop(stream_id, "lost"),
-        )
-
-    def _stop(self, stream_id: str, reason: str) -> None:
-        generation = self._generations.get(stream_id)
-        if generation is not None:
-            generation.stop(reason)
-
-    def _on_idle(self, stream_id: str, grace: float) -> None:
-        """The last follower left: keep generating for the grace period, then give up.
-
-        Followers are counted again when it expires (even with grace 0): on a shared hub a
-        follower on another node, or one that came back meanwhile, keeps the answer going.
-        """
-        if math.isinf(grace):  # a background answer: it runs to its end
-            return
-        asyncio.get_running_loop().call_later(max(grace, 0), self._check_followers, stream_id)
-
-    def _check_followers(self, stream_id: str) -> None:
-        task = asyncio.create_task(self._abandon_if_unfollowed(stream_id))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _abandon_if_unfollowed(self, stream_id: str) -> None:
-        if stream_id in self._generations and await self._hub.followers(stream_id) == 0:
-            log.info("stream %s: no follower left, interrupting the generation", stream_id)
-            self._stop(stream_id, "interrupted")
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

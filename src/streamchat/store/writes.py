@@ -17,6 +17,13 @@ round as a progress write of the same answer replaces it.
 What awaits a write (a turn, an end) gets its result or `StoreUnavailable` when the round
 is done. Progress is not awaited: whoever asked to save it still holds the text, and the
 next save carries it all.
+
+One write must never cost others theirs. Generated text is made storable first (rounds.py:
+an answer with NUL failed its whole round on PostgreSQL). A round the database refuses for
+its values is split down to single writes, so only the write at fault fails, even when it
+is the round's only awaited one. Every future is resolved through `_resolve`, which leaves
+alone one that is done already (its waiter was cancelled: a client that left). And nothing
+a round raises reaches the loop: the writer cannot die of a write.
 """
 
 from __future__ import annotations
@@ -26,110 +33,19 @@ import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Text, bindparam, func, insert, or_, update
+from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..metrics import Metrics
 from .engine import StoreUnavailable, guarded, values_at_fault
-from .tables import conversations, messages
+from .rounds import FinishWrite, Progress, Round, TurnWrite, now, storable, write_round
+
+__all__ = ["GroupWriter", "Progress", "TurnWrite", "WriterThread", "now"]
 
 log = logging.getLogger(__name__)
-
-_m = messages.c
-_PROGRESS = (
-    update(messages)
-    # Not IN (…): an expanding parameter, which executemany refuses.
-    .where(_m.id == bindparam("b_id"), or_(_m.status == "streaming", _m.status == "interrupted"))
-    .values(
-        content=bindparam("b_content"), status="streaming", error=None, updated_at=bindparam("b_at")
-    )
-)
-# None for content or tokens keeps what is there.
-_FINISH = (
-    update(messages)
-    .where(_m.id == bindparam("b_id"))
-    .values(
-        status=bindparam("b_status"),
-        error=bindparam("b_error", type_=Text),
-        updated_at=bindparam("b_at"),
-        content=func.coalesce(bindparam("b_content", type_=Text), _m.content),
-        prompt_tokens=func.coalesce(
-            bindparam("b_prompt", type_=messages.c.prompt_tokens.type), _m.prompt_tokens
-        ),
-        completion_tokens=func.coalesce(
-            bindparam("b_completion", type_=messages.c.completion_tokens.type), _m.completion_tokens
-        ),
-    )
-)
-_c = conversations.c
-_TOUCH = (
-    update(conversations)
-    .where(_c.id == bindparam("b_id"), _c.uid == bindparam("b_uid"))
-    .values(updated_at=bindparam("b_at"))
-)
-
-
-class Progress(Protocol):
-    """A growing answer whose text is read when its save is written, not when it is asked."""
-
-    message_id: str
-
-    def snapshot(self) -> str:
-        """The text to save now (the whole answer so far)."""
-        ...
-
-
-@dataclass(slots=True)
-class TurnWrite:
-    """A turn to insert: its conversation (new, or one `uid` must own) and two messages."""
-
-    conversation: dict[str, Any] | None  # the row of a new conversation
-    touch: dict[str, Any] | None  # the update of an existing one
-    rows: list[dict[str, Any]]  # the user's message and the empty answer
-    done: asyncio.Future[bool]  # False: the existing conversation is not (or no longer) `uid`'s
-
-
-@dataclass(slots=True)
-class FinishWrite:
-    """An answer's end to write, and who waits for it."""
-
-    values: dict[str, Any]
-    done: asyncio.Future[bool]
-
-
-@dataclass(slots=True)
-class Round:
-    """What one transaction writes."""
-
-    turns: list[TurnWrite] = field(default_factory=list)
-    progress: dict[str, Progress | str] = field(default_factory=dict)
-    finishes: dict[str, FinishWrite] = field(default_factory=dict)
-    flushed: asyncio.Future[bool] | None = None  # for those who wait for the whole round
-
-    def __bool__(self) -> bool:
-        return bool(self.turns or self.progress or self.finishes or self.flushed)
-
-    def waiting(self) -> list[asyncio.Future[bool]]:
-        """The futures that this round's end resolves."""
-        waiting = [t.done for t in self.turns] + [f.done for f in self.finishes.values()]
-        return waiting if self.flushed is None else [*waiting, self.flushed]
-
-    def split(self) -> list[Round]:
-        """One round per awaited write (and one for all the progress)."""
-        singles = [Round(turns=[turn]) for turn in self.turns]
-        singles += [Round(finishes={key: end}) for key, end in self.finishes.items()]
-        if self.progress or self.flushed:
-            singles.append(Round(progress=self.progress, flushed=self.flushed))
-        return singles
-
-
-def now() -> datetime:
-    """The time written in `updated_at` columns."""
-    return datetime.now(UTC)
 
 
 class GroupWriter:
@@ -159,6 +75,8 @@ class GroupWriter:
 
     async def turn(self, write: TurnWrite) -> bool:
         """Queue a turn and wait for its round; False if its conversation is not the user's."""
+        for row in write.rows:
+            row["content"] = storable(row["content"])
         self._next.turns.append(write)
         self._kick()
         return await write.done
@@ -180,7 +98,11 @@ class GroupWriter:
         self._dirty.pop(message_id, None)
         self._next.progress.pop(message_id, None)
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._next.finishes[message_id] = FinishWrite(values | {"b_id": message_id}, done)
+        values = values | {"b_id": message_id}
+        for text in ("b_content", "b_error"):
+            if values.get(text) is not None:
+                values[text] = storable(values[text])
+        self._next.finishes[message_id] = FinishWrite(values, done)
         self._kick()
         return done
 
@@ -232,44 +154,53 @@ class GroupWriter:
             await self._wake.wait()
             self._wake.clear()
             batch, self._next = self._next, Round()
-            if batch:
-                self._idle.clear()
-                try:
-                    await self._commit(batch)
-                finally:
-                    self._idle.set()
+            if not batch:
+                continue
+            self._idle.clear()
+            try:
+                failure = await self._commit(batch)
+                if batch.flushed is not None:
+                    _resolve(batch.flushed, failure or True)
+            except Exception as exc:  # a bug: it fails this round's writes, not the writer
+                log.exception("the store writer failed a round")
+                _fail(batch.waiting(), StoreUnavailable(f"not written: {type(exc).__name__}"))
+            finally:
+                self._idle.set()
 
-    async def _commit(self, batch: Round) -> None:
+    async def _commit(self, batch: Round) -> StoreUnavailable | None:
+        """Write `batch` (split into single writes if its values are refused) and resolve
+        its writes' futures, but not `flushed`; the first failure, if any."""
         self.rounds += 1
-        waiting = batch.waiting()
-        # The texts are read here, on the event loop, whichever thread writes them.
-        batch.progress = {key: _text(answer) for key, answer in batch.progress.items()}
         started = time.perf_counter()
         try:
+            # The texts are read here, on the event loop, whichever thread writes them.
+            batch.progress = {key: storable(_text(text)) for key, text in batch.progress.items()}
             async with guarded():
                 refused = await self._write(batch, now())
-            self._metrics.store_round(time.perf_counter() - started)
         except Exception as exc:
-            if values_at_fault(exc) and len(waiting) > 1:
+            if values_at_fault(exc) and batch.writes() > 1:
                 # Write each alone, so that only the one at fault fails.
-                for single in batch.split():
-                    await self._commit(single)
-                return
-            _fail(waiting, _as_unavailable(exc, len(batch.progress)))
-            return
+                failures = [await self._commit(single) for single in batch.split()]
+                return next((failure for failure in failures if failure is not None), None)
+            failure = _as_unavailable(exc, len(batch.progress))
+            _fail(batch.waiting(), failure)
+            return failure
         except BaseException as exc:  # cancelled at shutdown: nobody waits forever
-            _fail(waiting, StoreUnavailable(f"not written: {exc!r}"))
+            _fail(batch.waiting(), StoreUnavailable(f"not written: {exc!r}"))
             raise
+        self._metrics.store_round(time.perf_counter() - started)
         for index in refused:
-            batch.turns[index].done.set_result(False)
-        for future in waiting:
-            if not future.done():
-                future.set_result(True)
+            _resolve(batch.turns[index].done, False)
+        for written in (t.done for t in batch.turns):
+            _resolve(written, True)
+        for end in batch.finishes.values():
+            _resolve(end.done, True)
+        return None
 
     async def _write(self, batch: Round, at: datetime) -> list[int]:
         if self._thread is None:
             async with self._engine.begin() as connection:
-                return await connection.run_sync(_write_round, batch, at)
+                return await connection.run_sync(write_round, batch, at)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread.executor, self._thread.write, batch, at)
 
@@ -288,42 +219,12 @@ class WriterThread:
     def write(self, batch: Round, at: datetime) -> list[int]:
         """Write `batch` in one transaction (in the writer thread)."""
         with self.engine.begin() as connection:
-            return _write_round(connection, batch, at)
+            return write_round(connection, batch, at)
 
     def close(self) -> None:
         """Close the connection and end the thread."""
         self.executor.submit(self.engine.dispose).result()
         self.executor.shutdown()
-
-
-def _write_round(connection: Connection, batch: Round, at: datetime) -> list[int]:
-    """Write a round in the transaction of `connection`; the indices of the turns refused
-    because their conversation is not (or no longer) their user's."""
-    refused: list[int] = []
-    new: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
-    for index, turn in enumerate(batch.turns):
-        if turn.touch is not None:
-            touched = connection.execute(_TOUCH, turn.touch | {"b_at": at})
-            if touched.rowcount != 1:
-                refused.append(index)
-                continue
-        if turn.conversation is not None:
-            new.append(turn.conversation)
-        rows.extend(turn.rows)
-    if new:
-        connection.execute(insert(conversations), new)
-    if rows:
-        connection.execute(insert(messages), rows)
-    if batch.progress:
-        saves = [
-            {"b_id": message_id, "b_content": text, "b_at": at}  # texts by now (_commit)
-            for message_id, text in batch.progress.items()
-        ]
-        connection.execute(_PROGRESS, saves)
-    if batch.finishes:
-        connection.execute(_FINISH, [end.values | {"b_at": at} for end in batch.finishes.values()])
-    return refused
 
 
 def _as_unavailable(exc: Exception, unsaved: int) -> StoreUnavailable:
@@ -336,10 +237,20 @@ def _as_unavailable(exc: Exception, unsaved: int) -> StoreUnavailable:
     return StoreUnavailable(f"not written: {type(exc).__name__}")
 
 
+def _resolve(future: asyncio.Future[bool], outcome: bool | StoreUnavailable) -> None:
+    """Give `future` its outcome, unless it has one: a waiter cancelled (a client that left)
+    cancels its future, and setting a result then raises, which once ended this task."""
+    if future.done():
+        return
+    if isinstance(outcome, StoreUnavailable):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
 def _fail(waiting: list[asyncio.Future[bool]], error: StoreUnavailable) -> None:
     for future in waiting:
-        if not future.done():
-            future.set_exception(error)
+        _resolve(future, error)
 
 
 def _text(answer: Progress | str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from ...providers.stops import MAX_STOP_CHARS, MAX_STOPS
 from ...schemas import MAX_INT
 from .messages import (
     INT64_MAX,
@@ -64,7 +65,9 @@ class ChatCompletionRequest(BaseModel):
     )
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    stop: str | list[str] | None = Field(None, description="Up to 4 stop sequences")
+    stop: str | list[str] | None = Field(
+        None, description=f"Up to {MAX_STOPS} stop sequences of {MAX_STOP_CHARS} characters"
+    )
     seed: int | None = Field(None, ge=INT64_MIN, le=INT64_MAX)
     user: str | None = Field(
         None, description="Replaced: the upstream is told the key's uid, not this text"
@@ -137,12 +140,15 @@ class ChatCompletionRequest(BaseModel):
     @field_validator("stop", mode="before")
     @classmethod
     def _up_to_four_stops(cls, value: Any) -> Any:
-        if value is None or isinstance(value, str):
+        if value is None:
             return value
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        stops = [value] if isinstance(value, str) else value
+        if not isinstance(stops, list) or not all(isinstance(v, str) for v in stops):
             raise invalid("stop must be a string or an array of strings")
-        if len(value) > 4:
-            raise invalid("stop takes at most 4 sequences")
+        if len(stops) > MAX_STOPS:
+            raise invalid(f"stop takes at most {MAX_STOPS} sequences")
+        if any(len(stop) > MAX_STOP_CHARS for stop in stops):
+            raise invalid(f"a stop sequence has at most {MAX_STOP_CHARS} characters")
         return value
 
     @field_validator("tool_choice")
