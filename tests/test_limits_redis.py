@@ -31,7 +31,10 @@ async def test_300_concurrent_chats_on_a_5_stream_limit_admit_exactly_5(
     # redis-py's default pool failed past its size instead of waiting, and the limiter took
     # that for Redis being down: 200 of 300 went through uncounted.
     server = await start_server(
-        redis_url=SHARED_URL, redis_key_prefix=f"{redis_prefix}burst:", limit_streams="5"
+        redis_url=SHARED_URL,
+        redis_key_prefix=f"{redis_prefix}burst:",
+        limit_streams="5",
+        max_connections_per_address="1000",  # 300 clients from one address
     )
     upstream.reset(Script(tokens=[f"t{i} " for i in range(20)], delay=0.1))
 
