@@ -110,7 +110,7 @@ class ChatService:
             recorder = self._history.recorder(turn)
             try:
                 return await self._generate(
-                    GenerateRequest(messages=turn.messages, model=model),
+                    GenerateRequest(messages=turn.messages, model=model, owner=uid),
                     make_format(turn),
                     recorder,
                     turn.ids.stream_id,
