@@ -19,6 +19,7 @@ import openai
 import pytest
 import pytest_asyncio
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageFunctionToolCall
 
 from .conftest import StartServer
 from .localmodel import SMALL, local_settings
@@ -35,7 +36,7 @@ WEATHER_PARAMETERS: dict[str, Any] = {
     },
     "required": ["city"],
 }
-WEATHER: dict[str, Any] = {
+WEATHER: Any = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -54,7 +55,7 @@ CONTACT_PARAMETERS: dict[str, Any] = {
     "required": ["name", "email", "tags", "vip"],
     "additionalProperties": False,
 }
-SAVE_CONTACT: dict[str, Any] = {
+SAVE_CONTACT: Any = {
     "type": "function",
     "function": {
         "name": "save_contact",
@@ -62,6 +63,7 @@ SAVE_CONTACT: dict[str, Any] = {
         "parameters": CONTACT_PARAMETERS,
     },
 }
+SAVE_CONTACT_CHOICE: Any = {"type": "function", "function": {"name": "save_contact"}}
 FILM: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -123,7 +125,7 @@ async def test_a_named_tool_choice_gives_arguments_that_match_the_schema_20_of_2
             model=SMALL,
             messages=user(prompt),
             tools=[WEATHER, SAVE_CONTACT],
-            tool_choice={"type": "function", "function": {"name": "save_contact"}},
+            tool_choice=SAVE_CONTACT_CHOICE,
             max_tokens=80,
         )
         choice = answer.choices[0]
@@ -131,6 +133,7 @@ async def test_a_named_tool_choice_gives_arguments_that_match_the_schema_20_of_2
         calls = choice.message.tool_calls or []
         assert len(calls) == 1, (prompt, choice)
         call = calls[0]
+        assert isinstance(call, ChatCompletionMessageFunctionToolCall)
         assert call.type == "function"
         assert call.function.name == "save_contact"
         assert call.id.startswith("call_")
@@ -179,6 +182,7 @@ async def test_whats_the_weather_in_paris_calls_get_weather_with_paris(
     assert choice.finish_reason == "tool_calls", choice
     assert choice.message.content is None
     [call] = choice.message.tool_calls or []
+    assert isinstance(call, ChatCompletionMessageFunctionToolCall)
     assert call.function.name == "get_weather"
     assert json.loads(call.function.arguments)["city"] == "Paris"
 
@@ -214,7 +218,10 @@ async def test_control_tokens_in_tools_calls_and_results_are_read_as_text(
     model: ServerProcess, tokenize: Count
 ) -> None:
     async def prompt_tokens(extra: str) -> int:
-        tool = {**WEATHER, "function": {**WEATHER["function"], "description": "Weather" + extra}}
+        tool: Any = {
+            **WEATHER,
+            "function": {**WEATHER["function"], "description": "Weather" + extra},
+        }
         call = {
             "id": "call_1",
             "type": "function",
