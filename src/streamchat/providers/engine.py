@@ -264,15 +264,9 @@ class Engine:
             job.stats = f"failed: {failure.detail}"
             job.emit(failure)
         else:
-            rest = run.rest() if flush else ""
-            reason = run.reason
-            if run.calls is None:
-                if rest:
-                    job.emit(TextDelta(rest))
-            else:
-                for event in run.calls.feed(rest) + run.calls.flush():
-                    job.emit(event)
-                reason = run.calls.finish_reason(reason)
+            held, reason = run.ending(flush)
+            for event in held:
+                job.emit(event)
             job.emit(TokenUsage(prompt_tokens=len(job.prompt), completion_tokens=run.tokens))
             job.emit(Finish(reason))
             job.stats = run.summary()

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .base import ProviderError, ProviderEvent
+from .base import ProviderError, ProviderEvent, TextDelta
 from .decoding import Decoding
 from .sampling import Sampler, Sampling
 from .stops import StopScanner
@@ -88,6 +88,14 @@ class Run:
     def rest(self) -> str:
         """What is held back at the end: an incomplete character, the start of a stop string."""
         return self.stops.flush(self.decoder.decode(b"", final=True))
+
+    def ending(self, flush: bool) -> tuple[list[ProviderEvent], str]:
+        """The events for what is held back at the end (none when a stop string or the calls
+        ended it: `flush` False), and the finish reason."""
+        rest = self.rest() if flush else ""
+        if self.calls is None:
+            return ([TextDelta(rest)] if rest else []), self.reason
+        return self.calls.feed(rest) + self.calls.flush(), self.calls.finish_reason(self.reason)
 
     def summary(self) -> str:
         """The log's account of this generation."""
