@@ -14,6 +14,7 @@ ignored.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from .base import GenerateRequest, Unsupported
 _LOOSE_CHAR = 'char ::= [^"\\\\]'
 _JSON_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F]'
 _TEXT_PARTS = ("text", "refusal")
+_MAX_RANGE = 1000  # integer bounds enforced as the list of every allowed value up to this
 
 
 @dataclass(slots=True, frozen=True)
@@ -110,9 +112,38 @@ def _grammar(schemas: list[dict[str, Any]], param: str) -> str:
     converter cannot make one."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf  # only with the local model
 
-    schema = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
+    schema = _bounded(schemas[0] if len(schemas) == 1 else {"anyOf": schemas})
     try:
         grammar = str(json_schema_to_gbnf(json.dumps(schema)))
     except Exception as exc:  # the converter raises bare exceptions of several kinds
         raise Unsupported(param, f"its JSON schema cannot be made a grammar: {exc}") from None
     return grammar.replace(_LOOSE_CHAR, _JSON_CHAR)
+
+
+def _bounded(schema: Any) -> Any:
+    """`schema` with each bounded integer (a range of at most `_MAX_RANGE` values) as the
+    list of its values: the converter leaves `minimum` and `maximum` out, an `enum` it keeps."""
+    if isinstance(schema, list):
+        return [_bounded(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _bounded(value) for key, value in schema.items()}
+    low, high = _integer_range(out)
+    if low is not None and high is not None and 0 <= high - low <= _MAX_RANGE:
+        for key in ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+            out.pop(key, None)
+        out["enum"] = list(range(low, high + 1))
+    return out
+
+
+def _integer_range(schema: dict[str, Any]) -> tuple[int | None, int | None]:
+    if schema.get("type") != "integer" or "enum" in schema or "const" in schema:
+        return None, None
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if isinstance(schema.get("exclusiveMinimum"), int | float):
+        low = schema["exclusiveMinimum"] + 1
+    if isinstance(schema.get("exclusiveMaximum"), int | float):
+        high = schema["exclusiveMaximum"] - 1
+    if not isinstance(low, int | float) or not isinstance(high, int | float):
+        return None, None
+    return math.ceil(low), math.floor(high)
