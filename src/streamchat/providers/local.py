@@ -154,6 +154,7 @@ class LocalProvider:
         """Queue the request for the model, or refuse it at once if the queue is full."""
         if self._engine is None or self._prompts is None or self._model is None:
             raise UpstreamUnavailable("the local model is not loaded")
+        model = self._model
         refuse_unsupported(request, self._model_name)
         wanted = decoding(request)
         self._check_room()
@@ -167,7 +168,7 @@ class LocalProvider:
         if prompt.dropped:
             log.info("the oldest %d messages do not fit the context: left out", prompt.dropped)
         if wanted.grammar is not None and not await asyncio.to_thread(
-            self._model.grammar_ok, wanted.grammar
+            model.grammar_ok, wanted.grammar
         ):
             param = "tools" if wanted.bare else "response_format"
             raise Unsupported(param, "llama.cpp refused the grammar made from its schema")

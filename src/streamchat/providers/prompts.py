@@ -7,6 +7,10 @@ result is tokenized piece by piece: the template's own text with control tokens 
 not depend on what follows it either, so the next turn of a conversation begins with exactly
 the tokens of the last one, which is what lets a slot's cache be reused.
 
+Tools and an assistant turn's calls reach the template as JSON it renders itself; a string
+in them in which the tokenizer would read a control token becomes a placeholder too, and goes
+in JSON-escaped and tokenized as text.
+
 The conversation is trimmed to the context in tokens: oldest turns first, the system prompt
 kept; a last message that does not fit alone is refused before the stream begins.
 """
