@@ -41,7 +41,8 @@ class GenerateRequest:
     `tools`, `tool_choice` and `response_format` are in OpenAI's shapes. `passthrough` is the
     client's own OpenAI request body, when there is one: an OpenAI-compatible upstream is
     sent that, unchanged but for the model, the stream options and `user`, so that what we
-    do not know still reaches the model.
+    do not know still reaches the model. `owner` is the uid the answer is for: the local
+    model reuses one owner's cached prompt only for that owner.
     """
 
     messages: Sequence[ChatMessage]
@@ -57,6 +58,7 @@ class GenerateRequest:
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
     passthrough: dict[str, Any] | None = None
+    owner: int | None = None
 
 
 @dataclass(slots=True)

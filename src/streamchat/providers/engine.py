@@ -162,14 +162,22 @@ class Engine:
                 if not free or not self._waiting:
                     return
                 job = self._waiting.popleft()
+            try:
+                sampler = model.sampler(job.sampling)
+            except ProviderError as failure:  # its grammar was refused: only it fails
+                job.stats = f"failed: {failure.detail}"
+                job.emit(failure)
+                job.emit(None)
+                continue
             slot, common = best_slot(free, job)
             keep = min(common, len(job.prompt) - 1)  # the last token is decoded for its logits
             model.forget(slot.seq, keep)
             del slot.cache[keep:]
+            slot.owner = job.owner
             job.admitted_at = time.monotonic()
             slot.run = Run(
                 job=job,
-                sampler=model.sampler(job.sampling),
+                sampler=sampler,
                 budget=min(job.max_tokens, model.seq_context - len(job.prompt)),
                 pending=job.prompt[keep:],
                 reused=keep,
@@ -233,8 +241,13 @@ class Engine:
         run.last_at = now
         run.first_at = run.first_at or now
         text, stopped = run.text(model.piece(token))
-        if text:
-            run.job.emit(TextDelta(text))
+        if run.calls is None:
+            if text:
+                run.job.emit(TextDelta(text))
+        elif text:
+            for event in run.calls.feed(text):
+                run.job.emit(event)
+            stopped = stopped or run.calls.done  # the calls are made: nothing more is wanted
         if stopped:
             run.reason = "stop"
             self._end(slot, flush=False)
@@ -251,10 +264,11 @@ class Engine:
             job.stats = f"failed: {failure.detail}"
             job.emit(failure)
         else:
-            if flush and (rest := run.rest()):
-                job.emit(TextDelta(rest))
+            held, reason = run.ending(flush)
+            for event in held:
+                job.emit(event)
             job.emit(TokenUsage(prompt_tokens=len(job.prompt), completion_tokens=run.tokens))
-            job.emit(Finish(run.reason))
+            job.emit(Finish(reason))
             job.stats = run.summary()
         self._release(slot)
         job.emit(None)

@@ -15,19 +15,15 @@ import ctypes
 import functools
 import logging
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .base import UpstreamBadResponse
 from .model_files import LocalModelError
+from .sampling import Sampler, Sampling
 
 _llama_log = logging.getLogger("streamchat.llama_cpp")
 
-# Qwen2.5's recommended sampling, besides temperature and top_p which are settings.
-_TOP_K = 20
-_REPEAT_PENALTY = 1.05
-_PENALTY_LAST_N = 64
 BATCH_TOKENS = 512  # the most tokens one `llama_decode` takes (llama.cpp's n_batch)
 
 
@@ -110,15 +106,6 @@ class AbortSwitch:
         with self._lock:
             if owner in self._owners:
                 self._flag[0] = b"\x01"
-
-
-@dataclass(slots=True, frozen=True)
-class Sampling:
-    """One sequence's sampling parameters."""
-
-    temperature: float
-    top_p: float
-    seed: int | None
 
 
 class NativeModel:
@@ -229,43 +216,20 @@ class NativeModel:
 
     def sampler(self, sampling: Sampling) -> Sampler:
         """A sampler of its own for one sequence: its penalties and random state are its own."""
-        return Sampler(self.lib, self._ctx, sampling)
+        return Sampler(self.lib, self._ctx, self.vocab, sampling)
+
+    def grammar_ok(self, grammar: str) -> bool:
+        """Whether llama.cpp accepts `grammar` (GBNF); any thread may ask."""
+        made = self.lib.llama_sampler_init_grammar(self.vocab, grammar.encode(), b"root")
+        if made:
+            self.lib.llama_sampler_free(made)
+        return bool(made)
 
     def close(self) -> None:
         """Free the context, the batch and the model."""
         self.lib.llama_batch_free(self._batch)
         self.lib.llama_free(self._ctx)
         self.lib.llama_model_free(self._model)
-
-
-class Sampler:
-    """A llama.cpp sampler chain: penalties, top-k, top-p, temperature, then a draw."""
-
-    def __init__(self, lib: Any, ctx: Any, sampling: Sampling) -> None:
-        self._lib, self._ctx = lib, ctx
-        self._chain = chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
-        add = lib.llama_sampler_chain_add
-        # The binding declares an old first argument (n_vocab) that llama.cpp's C function no
-        # longer takes; integers and floats travel in separate registers, so giving the
-        # window twice is right for either signature.
-        window = _PENALTY_LAST_N
-        add(chain, lib.llama_sampler_init_penalties(window, window, _REPEAT_PENALTY, 0.0, 0.0))
-        if sampling.temperature <= 0:
-            add(chain, lib.llama_sampler_init_greedy())
-            return
-        seed = lib.LLAMA_DEFAULT_SEED if sampling.seed is None else sampling.seed
-        add(chain, lib.llama_sampler_init_top_k(_TOP_K))
-        add(chain, lib.llama_sampler_init_top_p(sampling.top_p, 1))
-        add(chain, lib.llama_sampler_init_temp(sampling.temperature))
-        add(chain, lib.llama_sampler_init_dist(seed & 0xFFFFFFFF))
-
-    def sample(self, index: int) -> int:
-        """Draw the next token from the logits of batch entry `index` (and remember it)."""
-        return int(self._lib.llama_sampler_sample(self._chain, self._ctx, index))
-
-    def free(self) -> None:
-        """Free the chain and its samplers."""
-        self._lib.llama_sampler_free(self._chain)
 
 
 def decode_failed(code: int) -> UpstreamBadResponse:

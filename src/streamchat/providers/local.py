@@ -21,12 +21,21 @@ from pathlib import Path
 
 from ..config import Settings
 from ..metrics import Metrics
-from .base import ChatMessage, GenerateRequest, ProviderError, ProviderEvent, UpstreamUnavailable
+from .base import (
+    ChatMessage,
+    GenerateRequest,
+    ProviderError,
+    ProviderEvent,
+    Unsupported,
+    UpstreamUnavailable,
+)
+from .decoding import decoding, refuse_unsupported
 from .engine import Engine
-from .llamacpp import NativeModel, Sampling, check_loadable
+from .llamacpp import NativeModel, check_loadable
 from .model_files import model_path
 from .prompts import PromptBuilder, template_renderer
-from .slots import Job
+from .sampling import Sampling
+from .slots import Job, shared_prefix
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +92,9 @@ class LocalProvider:
         self._model_name = settings.model_name
         self._threads = settings.local_threads or os.cpu_count() or 1
         self._engine: Engine | None = None
+        self._model: NativeModel | None = None
         self._prompts: PromptBuilder | None = None
+        self._public: list[int] = []  # what every prompt begins with (PromptBuilder.public)
         self._context = 0  # tokens per slot
         self._jobs: set[Job] = set()  # accepted and neither finished nor closed
         self._queued = 0  # jobs that got a slot, and their total wait for it
@@ -108,8 +119,9 @@ class LocalProvider:
             prompt_chunk=settings.local_prompt_chunk,
         )
         model = await asyncio.wrap_future(engine.loaded)
-        self._engine, self._context = engine, model.seq_context
+        self._engine, self._model, self._context = engine, model, model.seq_context
         self._prompts = _prompt_builder(model)
+        self._public = await asyncio.to_thread(self._prompts.public, settings.local_system_prompt)
         log.info(
             "model %s loaded in %.1f s: %d slots of %d tokens, KV cache %.0f MB",
             self._model_name,
@@ -121,7 +133,7 @@ class LocalProvider:
 
     async def close(self) -> None:
         """Stop every generation, free the model and end the engine's thread."""
-        engine, self._engine = self._engine, None
+        engine, self._engine, self._model = self._engine, None, None
         if engine is not None:
             await asyncio.to_thread(engine.close)
 
@@ -140,15 +152,26 @@ class LocalProvider:
 
     async def open(self, request: GenerateRequest) -> ModelStream:
         """Queue the request for the model, or refuse it at once if the queue is full."""
-        if self._engine is None or self._prompts is None:
+        if self._engine is None or self._prompts is None or self._model is None:
             raise UpstreamUnavailable("the local model is not loaded")
+        model = self._model
+        refuse_unsupported(request, self._model_name)
+        wanted = decoding(request)
         self._check_room()
-        max_tokens = request.max_tokens or self._settings.local_max_tokens
+        cap = self._settings.local_max_tokens  # the operator's, whatever the API
+        max_tokens = min(request.max_tokens or cap, cap)
         # Room for the answer: what it asks for, but never more than a quarter of the context.
         room = self._context - min(max_tokens, self._context // 4)
-        prompt = await asyncio.to_thread(self._prompts.fit, self._messages(request), room)
+        prompt = await asyncio.to_thread(
+            self._prompts.fit, self._messages(request), room, request.tools
+        )
         if prompt.dropped:
             log.info("the oldest %d messages do not fit the context: left out", prompt.dropped)
+        if wanted.grammar is not None and not await asyncio.to_thread(
+            model.grammar_ok, wanted.grammar
+        ):
+            param = "tools" if wanted.bare else "response_format"
+            raise Unsupported(param, "llama.cpp refused the grammar made from its schema")
         if self._engine is None:
             raise UpstreamUnavailable("the local model is not loaded")
         self._check_room()
@@ -169,9 +192,13 @@ class LocalProvider:
                 temperature=_first(request.temperature, self._settings.local_temperature),
                 top_p=_first(request.top_p, self._settings.local_top_p),
                 seed=request.seed,
+                grammar=wanted.grammar,
             ),
             stop=list(request.stop),
             emit=emit,
+            owner=request.owner,
+            public=shared_prefix(prompt.tokens, self._public),
+            decoding=wanted,
         )
         self._engine.submit(job)  # may raise while the model closes: then the job is not ours
         self._jobs.add(job)
@@ -213,11 +240,11 @@ class LocalProvider:
         )
 
     def _messages(self, request: GenerateRequest) -> list[ChatMessage]:
-        messages = list(request.messages)
+        """The operator's system prompt first, always; a client's own system messages follow
+        it and never replace it."""
         system = self._settings.local_system_prompt
-        if system and not any(m.role == "system" for m in messages):
-            messages.insert(0, ChatMessage("system", system))
-        return messages
+        first = [ChatMessage("system", system)] if system else []
+        return [*first, *request.messages]
 
 
 def _prompt_builder(model: NativeModel) -> PromptBuilder:

@@ -12,11 +12,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
-from .base import ProviderError, ProviderEvent
-from .llamacpp import Sampler, Sampling
+from .base import ProviderError, ProviderEvent, TextDelta
+from .decoding import Decoding
+from .sampling import Sampler, Sampling
 from .stops import StopScanner
+from .toolcalls import ToolCallParser
 
 Emit = Callable[[ProviderEvent | ProviderError | None], None]
 
@@ -26,6 +27,9 @@ class Job:
     """One generation handed to the engine; `emit` (thread-safe) carries events back.
 
     `emit(None)` is always the last call: the generation is over, and `stats` says how it went.
+    A slot's cached tokens serve only their `owner`'s later prompts, except the first `public`
+    ones (the template's opening and the operator's system prompt, the same for everyone):
+    how soon an answer begins must not tell one owner what another sent.
     """
 
     prompt: list[int]
@@ -34,6 +38,9 @@ class Job:
     sampling: Sampling
     stop: list[str]
     emit: Emit
+    owner: int | None = None
+    public: int = 0
+    decoding: Decoding | None = None  # tool calls to read out of the text, if any
     queued_at: float = field(default_factory=time.monotonic)
     admitted_at: float = 0.0  # when it got a slot; 0 while it waits
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -60,14 +67,19 @@ class Run:
     tokens: int = 0
     first_at: float = 0.0
     last_at: float = 0.0
-    reason: Literal["stop", "length"] = "length"
+    reason: str = "length"
     decoder: codecs.IncrementalDecoder = field(
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace")
     )
     stops: StopScanner = field(init=False)
+    calls: ToolCallParser | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.stops = StopScanner(self.job.stop)
+        wanted = self.job.decoding
+        self.calls = None
+        if wanted is not None and wanted.tools:
+            self.calls = ToolCallParser(wanted.tools, bare=wanted.bare, parallel=wanted.parallel)
 
     def text(self, piece: bytes) -> tuple[str, bool]:
         """The text to send for a token's bytes (a split character waits), and whether to stop."""
@@ -76,6 +88,14 @@ class Run:
     def rest(self) -> str:
         """What is held back at the end: an incomplete character, the start of a stop string."""
         return self.stops.flush(self.decoder.decode(b"", final=True))
+
+    def ending(self, flush: bool) -> tuple[list[ProviderEvent], str]:
+        """The events for what is held back at the end (none when a stop string or the calls
+        ended it: `flush` False), and the finish reason."""
+        rest = self.rest() if flush else ""
+        if self.calls is None:
+            return ([TextDelta(rest)] if rest else []), self.reason
+        return self.calls.feed(rest) + self.calls.flush(), self.calls.finish_reason(self.reason)
 
     def summary(self) -> str:
         """The log's account of this generation."""
@@ -98,6 +118,7 @@ class Slot:
     cache: list[int] = field(default_factory=list)
     run: Run | None = None
     used_at: float = 0.0
+    owner: int | None = None  # whose tokens the cache holds
 
 
 def shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -115,9 +136,10 @@ def best_slot(free: list[Slot], job: Job) -> tuple[Slot, int]:
     The slot holding this conversation (its cache shares at least half of what follows the
     system prompt) with the longest shared prefix; failing that, the one unused the longest.
     A cache that merely begins with the same system prompt is another conversation's: taking
-    it would throw away that history to save a few tokens, so it is taken last.
+    it would throw away that history to save a few tokens, so it is taken last. Another
+    owner's cache lends only its public tokens (see `Job`).
     """
-    scored = [(shared_prefix(slot.cache, job.prompt), slot) for slot in free]
+    scored = [(_reusable(slot, job), slot) for slot in free]
     own = len(job.prompt) - job.head
     matches = [(n, slot) for n, slot in scored if n > job.head and (n - job.head) * 2 >= own]
     if matches:
@@ -125,3 +147,9 @@ def best_slot(free: list[Slot], job: Job) -> tuple[Slot, int]:
         return slot, common
     common, slot = min(scored, key=lambda item: item[1].used_at)
     return slot, common
+
+
+def _reusable(slot: Slot, job: Job) -> int:
+    """How many of the slot's cached tokens `job` may reuse."""
+    common = shared_prefix(slot.cache, job.prompt)
+    return common if slot.owner == job.owner else min(common, job.public)

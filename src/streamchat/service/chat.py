@@ -119,7 +119,7 @@ class ChatService:
             recorder = self._history.recorder(turn)
             try:
                 return await self._generate(
-                    GenerateRequest(messages=turn.messages, model=model),
+                    GenerateRequest(messages=turn.messages, model=model, owner=uid),
                     make_format(turn),
                     recorder,
                     turn.ids.stream_id,
@@ -196,6 +196,8 @@ class ChatService:
         meter: StreamMeter | None,
         detach_grace: float | None = None,
     ) -> Subscription:
+        if request.owner is None:  # whose prompt cache it may reuse (the embedded model)
+            request.owner = owner
         upstream = await self._open(request)
         # The stream names the model that answered: a fallback, when the one asked refused.
         model = answered_by(upstream, request.model)

@@ -68,6 +68,7 @@ async def _start(
         parallel_tool_calls=body.parallel_tool_calls,
         response_format=body.response_format,
         passthrough=body.model_dump(exclude_unset=True),
+        owner=owner,
     )
     created = int(time.time())
     fmt: StreamFormat
