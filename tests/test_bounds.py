@@ -238,6 +238,15 @@ V1_BOUNDS: list[tuple[dict[str, Any], int, str, str | None]] = [
     ({"n": 2}, 400, "unsupported_parameter", "n"),
     ({"top_logprobs": 2**70}, 400, "invalid_value", "top_logprobs"),
     ({"top_p": 1e308}, 400, "invalid_value", "top_p"),
+    # Forwarded unread to an upstream, still JSON any upstream reads (no 500 from encoding it).
+    ({"top_k": 2**70}, 400, "invalid_value", "top_k"),
+    ({"vendor": {"a": [1, -(2**64)]}}, 400, "invalid_value", "vendor.a.1"),
+    (
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": "x", "w": 2**65}]}]},
+        400,
+        "invalid_value",
+        "messages.0.content.0.w",
+    ),
     ({"temperature": -1}, 400, "invalid_value", "temperature"),
     (
         {"messages": [{"role": "user", "content": "x"}] * 257},
@@ -274,6 +283,18 @@ async def test_every_v1_bound(
     assert upstream.records == []
 
 
+async def test_an_infinite_number_anywhere_is_a_400_naming_it(
+    http: aiohttp.ClientSession, server: ServerProcess, upstream: FakeUpstream
+) -> None:
+    body = b'{"messages":[{"role":"user","content":"x"}],"min_p":{"deep":[1e999]}}'
+    headers = {"Content-Type": "application/json"}
+    async with http.post(server.url + "/v1/chat/completions", data=body, headers=headers) as r:
+        assert r.status == 400, await r.text()
+        error = ErrorResponse.model_validate_json(await r.read()).error
+    assert (error.code, error.param) == ("invalid_value", "min_p.deep.0")
+    assert upstream.records == []
+
+
 async def test_the_largest_seed_and_token_limit_are_served(
     http: aiohttp.ClientSession, server: ServerProcess, upstream: FakeUpstream
 ) -> None:
@@ -293,7 +314,9 @@ async def test_a_resume_far_past_the_end_costs_nothing(
     url = f"{server.url}/api/chat/streams/{stream_id}?after={2**53 - 1}"
     async with http.get(url) as response:
         assert response.status == 200
-        assert await FrameReader(response).all() == []
+        again = await FrameReader(response).all()
+    # Only the stream's final event again (issue 28), at once, whatever `after` says.
+    assert [frame.event for frame in again] == [frames[-1].event]
     assert time.monotonic() - started < 2
 
 

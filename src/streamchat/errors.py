@@ -72,6 +72,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "上游模型服务请求过多,请稍后再试",
         "the upstream model is rate limited, retry later",
     ),
+    "number_out_of_range": ("参数 {param} 的数值超出范围", "'{param}' is a number out of range"),
     "parameter_unsupported": ("不支持参数 {param}: {reason}", "{param} is not supported: {reason}"),
     "server_busy": ("服务器繁忙,请稍后再试", "server busy, retry later"),
     "database_unavailable": ("数据库暂时不可用,请稍后再试", "database unavailable, retry later"),

@@ -30,6 +30,7 @@ _CODE_OF_KEY = {
     "messages_too_long": "string_above_max_length",
     "messages_too_many": "array_above_max_length",
     "max_tokens_too_large": "invalid_value",
+    "number_out_of_range": "invalid_value",
     "body_over_limit": "request_too_large",
     "body_too_large": "request_too_large",
     "headers_too_large": "request_header_fields_too_large",
@@ -94,7 +95,8 @@ def from_failure(failure: Failure, status: int) -> tuple[int, bytes]:
             status, failure.message("en"), code="unsupported_parameter", param=failure.param
         )
     code = _CODE_OF_KEY.get(failure.key, failure.key)
-    param = _PARAM_OF_KEY.get(failure.key)
+    named = failure.params.get("param")
+    param = _PARAM_OF_KEY.get(failure.key) or (named if isinstance(named, str) else None)
     return status, body(status, failure.message("en"), code=code, param=param)
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from ...errors import Failure, Kind
 from ...providers.stops import MAX_STOP_CHARS, MAX_STOPS
 from ...schemas import MAX_INT
 from .messages import (
@@ -86,16 +87,6 @@ class ChatCompletionRequest(BaseModel):
     )
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _json_an_upstream_can_read(cls, value: Any) -> Any:
-        # What is forwarded unread must still be JSON that any upstream parses: no infinite
-        # numbers (`1e999`) and no integers beyond 64 bits, wherever they are.
-        where = unportable(value, ())
-        if where is not None:
-            raise invalid(f"'{where}' is a number out of range")
-        return value
 
     # One choice of text is what streamchat streams and stores, whatever the model: more
     # choices, log probabilities or audio would be silently dropped, so they are refused.
@@ -180,6 +171,18 @@ class ChatCompletionRequest(BaseModel):
             if not isinstance(spec.get("schema", {}), dict):
                 raise invalid("response_format.json_schema.schema must be a JSON Schema object")
         return value
+
+    def forwarded(self) -> dict[str, Any]:
+        """The request as an upstream gets it: what the client set, unknown fields included.
+
+        What is forwarded unread must still be JSON any upstream parses: a number JSON
+        cannot carry portably (`1e999`, an integer past 64 bits), wherever it is, is refused
+        naming where (the typed fields have their own bounds)."""
+        body = self.model_dump(exclude_unset=True)
+        where = unportable(body, ())
+        if where is not None:
+            raise Failure(Kind.VALIDATION, "number_out_of_range", param=where)
+        return body
 
     def token_limit(self) -> int | None:
         """The most tokens to generate, whichever name the client used."""

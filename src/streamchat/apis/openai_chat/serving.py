@@ -67,7 +67,7 @@ async def _start(
         tool_choice=tool_choice if tools else None,
         parallel_tool_calls=body.parallel_tool_calls,
         response_format=body.response_format,
-        passthrough=body.model_dump(exclude_unset=True),
+        passthrough=body.forwarded(),
         owner=owner,
     )
     created = int(time.time())
