@@ -338,6 +338,7 @@ async def test_postgres_unreachable_is_503_then_recovers(
                 "database": False,
                 "streams": True,
                 "tasks": True,
+                "models": {"gpt-4o-mini": True},  # one check per upstream (DESIGN §10)
             }
             assert upstream.records == []
             await proxy.restore()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +103,21 @@ async def each(prompts: list[str], ask: Callable[[str], Awaitable[None]]) -> Non
     await asyncio.gather(*(one(prompt) for prompt in prompts))
 
 
+_OPEN: list[AsyncOpenAI] = []
+
+
 def client_for(server: ServerProcess) -> AsyncOpenAI:
-    return AsyncOpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0, timeout=120)
+    """The official client, closed after the test (its sockets are not left to the GC)."""
+    client = AsyncOpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0, timeout=120)
+    _OPEN.append(client)
+    return client
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _close_clients() -> AsyncIterator[None]:
+    yield
+    while _OPEN:
+        await _OPEN.pop().close()
 
 
 def user(text: str) -> list[Any]:

@@ -128,8 +128,14 @@ async def behind_nginx(
 ) -> AsyncIterator[tuple[Nginx, list[ServerProcess]]]:
     """Two nodes on one Redis behind nginx (deploy/nginx-cluster.conf, round robin), whose
     access log names each request's path and node."""
+    # Auth off said explicitly: left to its default, it refuses what comes through a proxy.
     env = node_env(
-        upstream, SHARED_URL, f"{redis_prefix}uipage:", detach_grace_seconds="0", cors_origins=site
+        upstream,
+        SHARED_URL,
+        f"{redis_prefix}uipage:",
+        detach_grace_seconds="0",
+        cors_origins=site,
+        auth="off",
     )
     nodes = await start_nodes(2, env)
     proxy = Nginx(nodes)
