@@ -355,3 +355,27 @@ async def test_a_header_that_never_ends_is_431_and_not_kept(server: ServerProces
         writer.close()
     status, body = await raw_exchange(server, b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert (status, body) == (200, b"Hello World!")
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"input": [2**70]}, None),  # not an item: the request's own check
+        ({"input": "x", "tools": [{"type": "function", "name": "f", "parameters": {"x": 2**70}}]},
+         "tools.0.parameters.x"),
+        ({"input": "x", "vendor": -(2**64)}, "vendor"),
+    ],
+)  # fmt: skip
+async def test_a_responses_body_an_upstream_could_not_read_is_a_400(
+    http: aiohttp.ClientSession,
+    server: ServerProcess,
+    upstream: FakeUpstream,
+    body: dict[str, Any],
+    param: str | None,
+) -> None:
+    async with http.post(server.url + "/v1/responses", json=body) as response:
+        assert response.status == 400, await response.text()
+        error = ErrorResponse.model_validate_json(await response.read()).error
+    if param is not None:
+        assert (error.code, error.param) == ("invalid_value", param)
+    assert upstream.records == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from enum import IntEnum
 from typing import Any, Generic, Literal, TypeVar
@@ -15,6 +16,30 @@ T = TypeVar("T")
 # index, `max_tokens`): exact in a JavaScript number (the web page, OpenAI's JS client) and
 # well inside every database's 64-bit INTEGER. 2**63 used to reach SQLite and stop its writer.
 MAX_INT = 2**53 - 1
+# Integers OpenAI documents as 64-bit (`seed`); JSON libraries (orjson) carry no more.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def unportable(value: Any, path: tuple[str, ...] = ()) -> str | None:
+    """The dotted path of the first number JSON cannot carry portably (not finite, or an
+    integer past 64 bits) in a parsed body that is forwarded unread, or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else ".".join(path) or "body"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None if INT64_MIN <= value <= INT64_MAX else ".".join(path) or "body"
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = unportable(item, (*path, str(key)))
+        if found is not None:
+            return found
+    return None
+
+
 # The ids we make are hex; anything outside these characters (a NUL, which PostgreSQL refuses
 # in text, a slash, a line break) cannot name one and is refused before any query.
 ID_PATTERN = r"^[0-9A-Za-z_-]+$"

@@ -77,9 +77,7 @@ async def create_response(
         models=allowed_models(ticket),
     )
     # What a burst may spend is reserved at admission, as on the other chat routes.
-    prompt = len(body.instructions or "") + (
-        len(body.input) if isinstance(body.input, str) else len(orjson.dumps(body.input))
-    )
+    prompt = len(body.instructions or "") + len(str(body.input))
     reserve = reservation(prompt, body.max_output_tokens, settings.local_max_tokens)
     charge = await limiter_of(request).admit(ticket, owner, reserve)
     subscription, fmt = await _service(request).start(body, caller, charge)

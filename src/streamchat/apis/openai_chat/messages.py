@@ -5,7 +5,6 @@ Unknown fields are kept everywhere, so that an OpenAI-compatible upstream gets t
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any, Literal
 
@@ -15,7 +14,6 @@ from pydantic_core import PydanticCustomError
 # Unknown fields are kept (and forwarded upstream): OpenAI adds parameters every few months.
 OPEN = ConfigDict(extra="allow")
 # Integers OpenAI documents as 64-bit (`seed`, `n`); every other one is bounded by MAX_INT.
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
 
@@ -29,25 +27,6 @@ def unsupported(message: str) -> PydanticCustomError:
 def invalid(message: str) -> PydanticCustomError:
     """A value that makes no sense (shown as it is, code `invalid_value`)."""
     return PydanticCustomError("invalid_request", message)
-
-
-def unportable(value: Any, path: tuple[str, ...]) -> str | None:
-    """The dotted path of the first number JSON cannot carry portably, or None."""
-    if isinstance(value, float):
-        return None if math.isfinite(value) else ".".join(path) or "body"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return None if INT64_MIN <= value <= INT64_MAX else ".".join(path) or "body"
-    if isinstance(value, dict):
-        items: Any = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return None
-    for key, item in items:
-        found = unportable(item, (*path, str(key)))
-        if found is not None:
-            return found
-    return None
 
 
 class ChatMessageIn(BaseModel):

@@ -15,15 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from ...errors import Failure, Kind
 from ...providers.stops import MAX_STOP_CHARS, MAX_STOPS
-from ...schemas import MAX_INT
+from ...schemas import INT64_MAX, INT64_MIN, MAX_INT, unportable
 from .messages import (
-    INT64_MAX,
-    INT64_MIN,
     ChatMessageIn,
     StreamOptions,
     Tool,
     invalid,
-    unportable,
     unsupported,
 )
 from .objects import (

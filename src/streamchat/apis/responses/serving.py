@@ -23,6 +23,7 @@ from ...config import Settings
 from ...errors import Failure, Kind
 from ...hub import Subscription
 from ...providers.base import ChatMessage, GenerateRequest, Unsupported
+from ...schemas import unportable
 from ...service.chat import ChatService
 from ...service.history import title_of
 from ...store import ItemRow, NewResponse, ResponseStore, Store
@@ -73,6 +74,9 @@ class ResponsesService:
     ) -> tuple[Subscription, ResponsesFormat]:
         chat, settings = self.chat, self.settings
         model = chat.resolve_model(body.model, caller.models)
+        where = unportable(body.model_dump(exclude_unset=True))
+        if where is not None:  # tools' schemas go upstream as JSON: nothing it cannot carry
+            raise Failure(Kind.VALIDATION, "number_out_of_range", param=where)
         if body.background and body.store is False:
             raise items.invalid("background", "a background response must be stored")
         limit = body.max_output_tokens
