@@ -22,7 +22,7 @@ from ..apis.openai_chat.serving import start_completion
 from ..errors import Failure, Kind
 from ..providers.router import Router
 from .deps import ChatDep, ModelsDep, TicketDep, chat_of, limiter_of, settings_of
-from .streaming import CompletionResponse, EventStreamResponse
+from .streaming import EventStreamResponse, completion_response
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 
@@ -77,7 +77,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
             ping_seconds=settings.ping_seconds,
             send_timeout=settings.send_timeout_seconds,
         )
-    return CompletionResponse(subscription, fmt, idle_seconds=settings.ping_seconds)
+    return completion_response(subscription, fmt, idle_seconds=settings.ping_seconds)
 
 
 @router.get("/models", summary="List the models", responses=_ERRORS)

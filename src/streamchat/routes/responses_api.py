@@ -7,7 +7,6 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
 
 from ..access.identity import acting_uid, owner_filter
 from ..access.limits import reservation
@@ -22,7 +21,7 @@ from ..hub import Subscription
 from ..schemas import MAX_INT
 from . import failures
 from .deps import OptionalUid, TicketDep, limiter_of, settings_of
-from .streaming import EventStreamResponse, until_disconnect
+from .streaming import EventStreamResponse, LastEventResponse
 
 router = APIRouter(prefix="/v1", tags=["OpenAI Responses"])
 
@@ -90,7 +89,7 @@ async def create_response(
     if body.background:
         await subscription.close()  # it runs on without a follower
         return _json(fmt.snapshot("queued"))
-    return ResponseObjectResponse(subscription, fmt, idle_seconds=settings.ping_seconds)
+    return response_object(subscription, fmt, idle_seconds=settings.ping_seconds)
 
 
 @router.get(
@@ -168,52 +167,16 @@ def _json(body: dict[str, Any]) -> Response:
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-class ResponseObjectResponse(Response):
-    """A response not streamed: waits for its last event and sends the object it carries.
+def response_object(
+    subscription: Subscription, fmt: ResponsesFormat, *, idle_seconds: float
+) -> LastEventResponse:
+    """The response object once it has ended (a client that leaves first cancels it), or
+    the error it failed with, in OpenAI's shape."""
 
-    Its lifetime is a race with the client's disconnect (as a stream's): a client that
-    leaves cancels the response. Its status is decided at the end: a response that failed
-    is an HTTP error in OpenAI's shape.
-    """
-
-    media_type = "application/json"
-
-    def __init__(
-        self, subscription: Subscription, fmt: ResponsesFormat, *, idle_seconds: float
-    ) -> None:
-        self.subscription = subscription
-        self.format = fmt
-        self.idle_seconds = idle_seconds
-        self.status_code = 200
-        self.background = None
-        self.raw_headers = []
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            answer = await until_disconnect(receive, self._last_event())
-        finally:
-            await self.subscription.close()
-        if answer is None:
-            return  # the client went away
-        failure = self.format.failure
+    def render(last: bytes) -> tuple[int, bytes]:
+        failure = fmt.failure
         if failure is None:
-            status, payload = 200, orjson.dumps(orjson.loads(answer.result())["response"])
-        else:
-            status, payload = openai_errors.from_failure(failure, failures.status_of(failure))
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(payload)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+            return 200, orjson.dumps(orjson.loads(last)["response"])
+        return openai_errors.from_failure(failure, failures.status_of(failure))
 
-    async def _last_event(self) -> bytes:
-        last = b""
-        while True:
-            batch = await self.subscription.next(self.idle_seconds)
-            if batch is None:
-                continue
-            if batch.payloads:
-                last = batch.payloads[-1]
-            if batch.ended:
-                return last
+    return LastEventResponse(subscription, render, idle_seconds=idle_seconds)

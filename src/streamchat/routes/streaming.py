@@ -27,7 +27,7 @@ import contextlib
 import logging
 import socket
 import struct
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from starlette.responses import Response
@@ -224,8 +224,9 @@ async def _wait_for_disconnect(receive: Receive) -> None:
         pass
 
 
-class CompletionResponse(Response):
-    """A non-streamed answer: waits for the generation's last event and sends it as JSON.
+class LastEventResponse(Response):
+    """A non-streamed answer: waits for the generation's last event and sends what `render`
+    makes of it, `(status, JSON body)`.
 
     Its lifetime is a race with the client's disconnect, as for a stream: a client that
     leaves closes the subscription, which lets the generation be abandoned (after the grace
@@ -235,10 +236,14 @@ class CompletionResponse(Response):
     media_type = "application/json"
 
     def __init__(
-        self, subscription: Subscription, fmt: CompletionFormat, *, idle_seconds: float
+        self,
+        subscription: Subscription,
+        render: Callable[[bytes], tuple[int, bytes]],
+        *,
+        idle_seconds: float,
     ) -> None:
         self.subscription = subscription
-        self.format = fmt
+        self._render_last = render
         self.idle_seconds = idle_seconds
         self.status_code = 200
         self.background = None
@@ -251,9 +256,7 @@ class CompletionResponse(Response):
             await self.subscription.close()
         if answer is None:
             return  # the client went away
-        payload = answer.result()
-        failure = self.format.failure
-        status = 200 if failure is None else failures.status_of(failure)
+        status, payload = self._render_last(answer.result())
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(payload)).encode()),
@@ -271,3 +274,15 @@ class CompletionResponse(Response):
                 last = batch.payloads[-1]
             if batch.ended:
                 return last
+
+
+def completion_response(
+    subscription: Subscription, fmt: CompletionFormat, *, idle_seconds: float
+) -> LastEventResponse:
+    """A `chat.completion` object (or the error it ended with, and its status)."""
+
+    def render(last: bytes) -> tuple[int, bytes]:
+        failure = fmt.failure
+        return (200 if failure is None else failures.status_of(failure)), last
+
+    return LastEventResponse(subscription, render, idle_seconds=idle_seconds)
