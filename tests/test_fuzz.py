@@ -9,6 +9,7 @@ chat afterwards. The figure (requests run, 5xx) is printed: `pytest -s tests/tes
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -20,6 +21,7 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
+from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter, ValidationError
 from schemathesis import APIOperation, Case, GenerationMode
 from schemathesis.checks import (
@@ -121,13 +123,28 @@ def examples(
 _NATIVE_EVENT: TypeAdapter[StreamEvent] = TypeAdapter(StreamEvent)
 
 
+_RESPONSES_EVENT: TypeAdapter[ResponseStreamEvent] = TypeAdapter(ResponseStreamEvent)
+# The AI SDK's UI message stream chunks (DESIGN §13); tests/test_ui_js.py checks each against
+# the SDK's own schema, this only that nothing else is sent.
+_UI_CHUNKS = {
+    "start", "start-step", "text-start", "text-delta", "text-end", "reasoning-start",
+    "reasoning-delta", "reasoning-end", "tool-input-start", "tool-input-delta",
+    "tool-input-available", "tool-input-error", "finish-step", "finish", "error", "abort",
+}  # fmt: skip
+
+
 def check_events(path: str, text: str) -> None:
-    """Every `data:` of a stream is an event of the contract: native, or OpenAI's chunks."""
+    """Every `data:` of a stream is an event of its API's contract: native, the UI message
+    stream's, OpenAI's chunks, or the Responses API's events."""
     payloads = [line[6:] for line in text.splitlines() if line.startswith("data: ")]
     assert payloads, "a stream without events"
     for payload in payloads:
-        if not path.startswith("/v1"):
+        if path.startswith("/api/ui/"):
+            assert payload == "[DONE]" or json.loads(payload)["type"] in _UI_CHUNKS, payload
+        elif not path.startswith("/v1"):
             _NATIVE_EVENT.validate_json(payload)
+        elif path.startswith("/v1/responses"):
+            _RESPONSES_EVENT.validate_json(payload)
         elif payload != "[DONE]":
             if '"error"' in payload[:10]:
                 ErrorResponse.model_validate_json(payload)

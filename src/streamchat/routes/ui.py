@@ -85,7 +85,12 @@ async def ui_chat(body: UIChatRequest, request: Request, uid: OptionalUid = None
 
 
 @router.get(
-    "/chat/{chat_id}/stream", summary="useChat: resume the running answer", responses=_STREAM_DOC
+    "/chat/{chat_id}/stream",
+    summary="useChat: resume the running answer",
+    responses={
+        **_STREAM_DOC,
+        204: {"description": "No answer is running in this chat (or no such chat of yours)"},
+    },
 )
 async def ui_resume(
     chat_id: ChatId, request: Request, ticket: TicketDep, uid: OptionalUid = None
