@@ -3,37 +3,18 @@ scripted fake upstream: a tool loop with `streamText`, and `generateObject`."""
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-from pathlib import Path
 from typing import Any
 
-import orjson
-
 from .fakeupstream import FakeUpstream, Script, tool_call_deltas
+from .nodejs import run_script
 from .servers import ServerProcess
 
-JS = Path(__file__).parent / "js"
 MODEL = "gpt-4o-mini"  # the openai provider's default model name
 
 
 async def ai_sdk(server: ServerProcess, mode: str) -> dict[str, Any]:
     """Run tests/js/ai_sdk.mjs in `mode`; what it saw."""
-    node = shutil.which("node")
-    assert node is not None, "node is not installed (.ci/run installs it)"
-    assert (JS / "node_modules" / "ai").is_dir(), "run `make test`: it runs npm ci in tests/js"
-    proc = await asyncio.create_subprocess_exec(
-        node,
-        str(JS / "ai_sdk.mjs"),
-        server.url + "/v1",
-        MODEL,
-        mode,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
-    assert proc.returncode == 0, stderr.decode()
-    result: dict[str, Any] = orjson.loads(stdout)
+    result: dict[str, Any] = await run_script("ai_sdk.mjs", server.url + "/v1", MODEL, mode)
     return result
 
 

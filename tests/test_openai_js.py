@@ -5,33 +5,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-from pathlib import Path
 from typing import Any
 
-import orjson
-
 from .fakeupstream import FakeUpstream
+from .nodejs import run_script
 from .servers import ServerProcess
-
-JS = Path(__file__).parent / "js"
 
 
 async def run_node(*args: str) -> dict[str, Any]:
-    node = shutil.which("node")
-    assert node is not None, "node is not installed (.ci/run installs it)"
-    assert (JS / "node_modules" / "openai").is_dir(), "run `make test`: it runs npm ci in tests/js"
-    proc = await asyncio.create_subprocess_exec(
-        node,
-        str(JS / "stream.mjs"),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
-    assert proc.returncode == 0, stderr.decode()
-    result: dict[str, Any] = orjson.loads(stdout)
+    result: dict[str, Any] = await run_script("stream.mjs", *args)
     return result
 
 

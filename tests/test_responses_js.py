@@ -4,33 +4,16 @@ against a real server: text, then a tool over two steps (tests/js/responses.mjs)
 from __future__ import annotations
 
 import asyncio
-import shutil
-from pathlib import Path
 from typing import Any
 
-import orjson
-
 from .fakeupstream import FakeUpstream, Script
+from .nodejs import run_script
 from .servers import ServerProcess
 from .test_responses_api import CALL, MODEL
 
-JS = Path(__file__).parent / "js"
 
-
-async def run_script(*args: str) -> dict[str, Any]:
-    node = shutil.which("node")
-    assert node is not None, "node is not installed (.ci/run installs it)"
-    assert (JS / "node_modules" / "@ai-sdk" / "openai").is_dir(), "run `make install-js`"
-    proc = await asyncio.create_subprocess_exec(
-        node,
-        str(JS / "responses.mjs"),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode == 0, stderr.decode()
-    result: dict[str, Any] = orjson.loads(stdout)
+async def run_responses(*args: str) -> dict[str, Any]:
+    result: dict[str, Any] = await run_script("responses.mjs", *args)
     return result
 
 
@@ -53,7 +36,7 @@ async def test_the_ai_sdk_streams_text_and_runs_a_tool(
             upstream.script = script
 
     scripting = asyncio.create_task(script_next())
-    result = await run_script(server.url + "/v1", MODEL, "x")
+    result = await run_responses(server.url + "/v1", MODEL, "x")
     scripting.cancel()
     assert result["text"] == "Hello, world!"
     assert result["finishReason"] == "stop"

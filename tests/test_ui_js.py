@@ -7,39 +7,24 @@ tests/js/ui.mjs drives `DefaultChatTransport` (what `useChat` uses) and `readUIM
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 import uuid
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 
 from .fakeupstream import FakeUpstream, Script
+from .nodejs import run_script
 from .servers import ServerProcess
 
-JS = Path(__file__).parent / "js"
 UID = "uid=7"
 SLOW = Script(tokens=[f"w{i} " for i in range(40)], delay=0.05)
 
 
 async def run_ui(scenario: str, base: str, chat_id: str, auth: str = UID, text: str = "") -> Any:
     """What tests/js/ui.mjs saw: `outcome` (the scenario's) and `seen` (every response)."""
-    node = shutil.which("node")
-    assert node is not None, "node is not installed (.ci/run installs it)"
-    assert (JS / "node_modules" / "ai").is_dir(), "run `make install-js` (npm ci in tests/js)"
     args = [scenario, base, auth, chat_id, *([text] if text else [])]
-    proc = await asyncio.create_subprocess_exec(
-        node,
-        str(JS / "ui.mjs"),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode == 0, stderr.decode()
-    result = orjson.loads(stdout)
+    result = await run_script("ui.mjs", *args)
     assert result["seen"]["invalid"] == [], "chunks that fail the SDK's schema"
     return result
 
