@@ -21,7 +21,7 @@ from .dbs import scratch as scratch
 from .dbs import sqlite_settings
 from .dbs import store as store
 from .fakeupstream import FakeUpstream
-from .localmodel import SMALL, local_settings
+from .localmodel import SMALL, close_clients, local_settings
 from .redisserver import SHARED_URL, RedisServer, delete_prefix, wait_for_redis
 from .servers import ServerProcess
 from .webpage import CHROMIUM, LAUNCH_ARGS, WATCH_CSP
@@ -35,6 +35,13 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
     await server.start()
     yield server
     await server.close()
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _close_local_clients() -> AsyncIterator[None]:
+    """The OpenAI clients the embedded model's tests made, closed after each test."""
+    yield
+    await close_clients()
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from openai import AsyncOpenAI
+
 from .servers import ServerProcess
 
 SMALL = "qwen2.5-coder-0.5b-instruct"
@@ -70,3 +72,20 @@ def stopped_after_ms(line: str) -> int:
     match = re.search(r"stopped (\d+) ms after close", line)
     assert match, line
     return int(match.group(1))
+
+
+_OPEN: list[AsyncOpenAI] = []
+
+
+def client_for(server: ServerProcess, timeout: float = 120) -> AsyncOpenAI:
+    """The official client on the embedded model; closed after the test by `close_clients`
+    (conftest.py), so that its sockets are not left to the GC to fail a later test."""
+    client = AsyncOpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0, timeout=timeout)
+    _OPEN.append(client)
+    return client
+
+
+async def close_clients() -> None:
+    """Close the clients `client_for` made."""
+    while _OPEN:
+        await _OPEN.pop().close()

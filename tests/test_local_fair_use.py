@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 import pytest_asyncio
-from openai import AsyncOpenAI
 
 from .conftest import StartServer
-from .localmodel import SMALL, generation_line, local_settings
+from .localmodel import SMALL, client_for, generation_line, local_settings
 from .servers import ServerProcess
 from .test_engine_prompts import Count, tokenize
 from .test_engine_slots import chat
@@ -79,23 +77,6 @@ async def test_another_owner_cannot_tell_a_right_guess_from_a_wrong_one_by_the_f
     await first_token_after(http, guarded, 7, secret)
     own, _ = await first_token_after(http, guarded, 7, secret)
     assert own < 0.5 * wrong_time, (own, wrong_time)
-
-
-_OPEN: list[AsyncOpenAI] = []
-
-
-def client_for(server: ServerProcess) -> AsyncOpenAI:
-    """The official client, closed after the test (its sockets are not left to the GC)."""
-    client = AsyncOpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0, timeout=60)
-    _OPEN.append(client)
-    return client
-
-
-@pytest_asyncio.fixture(autouse=True)
-async def _close_clients() -> AsyncIterator[None]:
-    yield
-    while _OPEN:
-        await _OPEN.pop().close()
 
 
 async def test_a_client_system_message_follows_the_operators_and_never_replaces_it(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,10 @@ import jsonschema
 import openai
 import pytest
 import pytest_asyncio
-from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageFunctionToolCall
 
 from .conftest import StartServer
-from .localmodel import SMALL, local_settings
+from .localmodel import SMALL, client_for, local_settings
 from .servers import ServerProcess
 from .test_engine_prompts import INJECTION, Count, tokenize
 
@@ -101,23 +100,6 @@ async def each(prompts: list[str], ask: Callable[[str], Awaitable[None]]) -> Non
             await ask(prompt)
 
     await asyncio.gather(*(one(prompt) for prompt in prompts))
-
-
-_OPEN: list[AsyncOpenAI] = []
-
-
-def client_for(server: ServerProcess) -> AsyncOpenAI:
-    """The official client, closed after the test (its sockets are not left to the GC)."""
-    client = AsyncOpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0, timeout=120)
-    _OPEN.append(client)
-    return client
-
-
-@pytest_asyncio.fixture(autouse=True)
-async def _close_clients() -> AsyncIterator[None]:
-    yield
-    while _OPEN:
-        await _OPEN.pop().close()
 
 
 def user(text: str) -> list[Any]:
