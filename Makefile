@@ -24,8 +24,10 @@ $(VENV)/.installed-dev: pyproject.toml uv.lock | $(UV)
 	$(UV_ENV) $(UV_SYNC) --extra dev
 	touch $@ $(VENV)/.installed
 
-# The official openai and ai npm packages, for the JavaScript client tests (tests/test_openai_js.py,
-# tests/test_ui_js.py), and the AI SDK example page's (examples/ui, tests/test_ui_page.py).
+# The JavaScript clients our users run (the official openai package, the AI SDK with its
+# OpenAI and OpenAI-compatible providers), for tests/test_openai_js.py, test_clients_ai_sdk.py,
+# test_responses_js.py and test_ui_js.py; and the AI SDK example page's (examples/ui,
+# tests/test_ui_page.py).
 JS_DEPS := tests/js/node_modules/.package-lock.json
 EXAMPLE_DEPS := examples/ui/node_modules/.package-lock.json
 
