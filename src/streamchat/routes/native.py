@@ -23,7 +23,7 @@ from .deps import (
     limiter_of,
     settings_of,
 )
-from .streaming import EventStreamResponse
+from .streaming import EventStreamResponse, event_stream
 
 router = APIRouter(prefix="/api", tags=["chat 聊天"])
 
@@ -70,11 +70,7 @@ async def chat(body: ChatRequest, request: Request) -> EventStreamResponse:
     subscription = await start_chat(
         chat_of(request), body, uid, lang, charge, allowed_models(ticket)
     )
-    return EventStreamResponse(
-        subscription,
-        ping_seconds=settings.ping_seconds,
-        send_timeout=settings.send_timeout_seconds,
-    )
+    return event_stream(subscription, settings)
 
 
 @router.get(
@@ -106,12 +102,7 @@ async def resume(
     except BaseException:
         await charge.settle(0)
         raise
-    return EventStreamResponse(
-        Counted(subscription, charge),
-        ping_seconds=settings.ping_seconds,
-        send_timeout=settings.send_timeout_seconds,
-        with_ids=True,
-    )
+    return event_stream(Counted(subscription, charge), settings, with_ids=True)
 
 
 @router.post("/chat/streams/{stream_id}/cancel", summary="Stop a generation", responses=_ERRORS)

@@ -22,7 +22,7 @@ from ..apis.openai_chat.serving import start_completion
 from ..errors import Failure, Kind
 from ..providers.router import Router
 from .deps import ChatDep, ModelsDep, TicketDep, chat_of, limiter_of, settings_of
-from .streaming import EventStreamResponse, completion_response
+from .streaming import completion_response, event_stream
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 
@@ -72,11 +72,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         chat_of(request), body, settings, owner=owner, charge=charge, allowed=allowed_models(ticket)
     )
     if not isinstance(fmt, CompletionFormat):
-        return EventStreamResponse(
-            subscription,
-            ping_seconds=settings.ping_seconds,
-            send_timeout=settings.send_timeout_seconds,
-        )
+        return event_stream(subscription, settings)
     return completion_response(subscription, fmt, idle_seconds=settings.ping_seconds)
 
 

@@ -21,7 +21,7 @@ from ..hub import Subscription
 from ..schemas import MAX_INT
 from . import failures
 from .deps import OptionalUid, TicketDep, limiter_of, settings_of
-from .streaming import EventStreamResponse, LastEventResponse
+from .streaming import LastEventResponse, event_stream
 
 router = APIRouter(prefix="/v1", tags=["OpenAI Responses"])
 
@@ -81,11 +81,7 @@ async def create_response(
     charge = await limiter_of(request).admit(ticket, owner, reserve)
     subscription, fmt = await _service(request).start(body, caller, charge)
     if body.stream:
-        return EventStreamResponse(
-            subscription,
-            ping_seconds=settings.ping_seconds,
-            send_timeout=settings.send_timeout_seconds,
-        )
+        return event_stream(subscription, settings)
     if body.background:
         await subscription.close()  # it runs on without a follower
         return _json(fmt.snapshot("queued"))
@@ -115,11 +111,7 @@ async def retrieve_response(
         return _json(await _state(request).retrieve(response_id, owner))
     settings = settings_of(request)
     subscription = await _state(request).follow(response_id, starting_after, owner)
-    return EventStreamResponse(
-        subscription,
-        ping_seconds=settings.ping_seconds,
-        send_timeout=settings.send_timeout_seconds,
-    )
+    return event_stream(subscription, settings)
 
 
 @router.post(

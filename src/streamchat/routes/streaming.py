@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import sse
 from ..apis.openai_chat.formats import CompletionFormat
+from ..config import Settings
 from ..hub import Subscription
 from . import failures
 
@@ -136,6 +137,23 @@ class EventStreamResponse(Response):
                 deadline.since = clock()
                 await events({"type": "http.response.body", "body": body, "more_body": True})
                 deadline.since = None
+
+
+def event_stream(
+    subscription: Subscription,
+    settings: Settings,
+    *,
+    with_ids: bool = False,
+    headers: Mapping[str, str] | None = None,
+) -> EventStreamResponse:
+    """A stream that follows `subscription` with the server's ping interval and send deadline."""
+    return EventStreamResponse(
+        subscription,
+        ping_seconds=settings.ping_seconds,
+        send_timeout=settings.send_timeout_seconds,
+        with_ids=with_ids,
+        headers=headers,
+    )
 
 
 class _SendDeadline:

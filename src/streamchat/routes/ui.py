@@ -23,7 +23,7 @@ from ..apis.ui.serving import UIChatServing, question
 from ..errors import pick_language
 from ..schemas import ID_PATTERN, Envelope
 from .deps import OptionalUid, TicketDep, limiter_of, settings_of
-from .streaming import EventStreamResponse
+from .streaming import EventStreamResponse, event_stream
 
 router = APIRouter(prefix="/api/ui", tags=["AI SDK UI (useChat)"])
 
@@ -58,12 +58,7 @@ def serving_of(request: Request) -> UIChatServing:
 
 def _stream(subscription: Any, request: Request) -> EventStreamResponse:
     settings = settings_of(request)
-    return EventStreamResponse(
-        subscription,
-        ping_seconds=settings.ping_seconds,
-        send_timeout=settings.send_timeout_seconds,
-        headers=HEADERS,
-    )
+    return event_stream(subscription, settings, headers=HEADERS)
 
 
 @router.post("/chat", summary="useChat: send a message", responses=_STREAM_DOC)
