@@ -197,6 +197,7 @@ class Generation:
 
     async def _pump(self, outcome: Outcome) -> None:
         hub, stream_id, delta, index = self.hub, self.stream_id, self.format.delta, self.index
+        tool_call = self.format.tool_call
         grew = self.recorder.grew if self.recorder is not None else None
         meter = self.meter
         text = outcome.text
@@ -215,10 +216,13 @@ class Generation:
                         grew(text)
                     pieces += 1
                     self.index = index
-                elif type(event) is TokenUsage:
-                    outcome.usage = event
-                elif type(event) is Finish:
-                    outcome.finish_reason = event.reason
+                elif type(event) is ToolCallDelta:  # a call's arguments come a token a piece
+                    outcome.add_tool_call(event)
+                    piece = tool_call(index, event)
+                    if piece is not None:
+                        index = self._write(index, piece)
+                        pieces += 1
+                        self.index = index
                 else:
                     written = self._other(event, index)
                     if written > index:
@@ -233,22 +237,25 @@ class Generation:
             self.hub.append(self.stream_id, payload)
         return index + len(payloads)
 
-    def _other(self, event: ProviderEvent, index: int) -> int:
-        """A reasoning or tool-call piece: kept, and written if the format has events for
-        it; the index after them."""
-        payload: bytes | list[bytes] | None = None
-        if type(event) is ToolCallDelta:  # the usual one: a call's arguments come a token a piece
-            self.outcome.add_tool_call(event)
-            payload = self.format.tool_call(index, event)
-        elif type(event) is ReasoningDelta:
-            self.outcome.reasoning.append(event.text)
-            payload = self.format.reasoning(index, event.text)
-        if payload is None:
-            return index
+    def _write(self, index: int, payload: bytes | list[bytes]) -> int:
+        """Append one event or several from `index` on; the index after them."""
         if isinstance(payload, bytes):
             self.hub.append(self.stream_id, payload)
             return index + 1
         return self._append(index, payload)
+
+    def _other(self, event: ProviderEvent, index: int) -> int:
+        """The usage, the finish reason, a reasoning piece (kept, and written if the format
+        has events for it); the index after what was written."""
+        if type(event) is TokenUsage:
+            self.outcome.usage = event
+        elif type(event) is Finish:
+            self.outcome.finish_reason = event.reason
+        if type(event) is not ReasoningDelta:
+            return index
+        self.outcome.reasoning.append(event.text)
+        payload = self.format.reasoning(index, event.text)
+        return index if payload is None else self._write(index, payload)
 
 
 def _ending(outcome: Outcome) -> Ending:

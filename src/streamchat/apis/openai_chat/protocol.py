@@ -195,12 +195,6 @@ class ChatCompletionRequest(BaseModel):
         """Whether a streamed answer ends with a usage chunk."""
         return bool(self.stream_options and self.stream_options.include_usage)
 
-    def tool_list(self) -> list[dict[str, Any]] | None:
-        """The tools in OpenAI's shape, as the client sent them."""
-        if not self.tools:
-            return None
-        return [tool.model_dump(exclude_unset=True) for tool in self.tools]
-
 
 __all__ = [
     "AssistantMessage",
