@@ -57,8 +57,9 @@ print(json.dumps(sorted(sys.modules)))
 
 # What such a server never needs, each worth megabytes resident (docs/performance.md): the
 # embedded model (its runtime and our code for it), Alembic once the schema is current (with
-# Mako and Pygments), redis-py without STREAMCHAT_REDIS_URL, and aiohttp (the `chat`
-# command's client; the upstream is read with providers/http1.py).
+# Mako and Pygments), redis-py without STREAMCHAT_REDIS_URL, aiohttp (the `chat`
+# command's client; the upstream is read with providers/http1.py), and SQLAlchemy's
+# PostgreSQL dialect on SQLite.
 _NEVER_SERVING = (
     "aiohttp",
     "llama_cpp",
@@ -69,6 +70,7 @@ _NEVER_SERVING = (
     "mako",
     "pygments",
     "redis",
+    "sqlalchemy.dialects.postgresql",
 )
 
 
