@@ -8,7 +8,7 @@ time at high token rates (http1.py says why).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from ..sse import EventTooLarge, SSEDecoder
 from .base import (
@@ -50,32 +50,47 @@ class OpenAIStream:
         self._response.fail(TimeoutError("upstream silent"))
 
     async def _events(self) -> AsyncIterator[list[ProviderEvent]]:
-        """Per read from the connection, the events of every chunk it completed."""
+        """Per read from the connection, the events of every chunk it completed; the
+        answer's first piece alone, written before the rest of its read is decoded."""
         decoder = SSEDecoder()
         clock = self._clock
+        waiting = True  # for the answer's first piece
         try:
             async for read in self._response.reads():
                 self.last_read = clock()
-                events: list[ProviderEvent] = []
-                for data in decoder.feed_data(read):
-                    if data == b"[DONE]":
-                        self._finished = True
-                        if events:
-                            yield events
-                        return
-                    try:
-                        events += chunk_events(data)
-                    except UpstreamBadResponse:
-                        if events:  # what came before the bad chunk is the answer's
-                            yield events
-                        raise
-                if events:
+                for events in self._batches(decoder.feed_data(read), alone=waiting):
                     yield events
+                    if waiting:  # let the response write it (the time to first token)
+                        waiting = False
+                        await asyncio.sleep(0)
+                if self._finished:
+                    return
         except TimeoutError as exc:
             raise UpstreamTimeout(f"no data from {self._url} in time") from exc
         except (HTTPFailure, EventTooLarge) as exc:
             raise UpstreamBadResponse(f"the connection to {self._url} broke: {exc}") from exc
         raise UpstreamBadResponse(f"{self._url} closed the stream before it finished")
+
+    def _batches(self, datas: list[bytes], *, alone: bool) -> Iterator[list[ProviderEvent]]:
+        """The events of one read's chunks, in one batch (`alone`: the first chunk with
+        events in a batch of its own), up to `[DONE]`."""
+        events: list[ProviderEvent] = []
+        for data in datas:
+            if data == b"[DONE]":
+                self._finished = True
+                break
+            try:
+                events += chunk_events(data)
+            except UpstreamBadResponse:
+                if events:  # what came before the bad chunk is the answer's
+                    yield events
+                raise
+            if alone and events:
+                alone = False
+                yield events
+                events = []
+        if events:
+            yield events
 
     async def aclose(self) -> None:
         """Give the connection back for reuse if the answer was read to its end, else close it.
