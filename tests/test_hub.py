@@ -159,6 +159,23 @@ async def test_many_events_arrive_in_order_without_gaps(make_nodes: MakeNodes) -
     assert flatten(await read_all(late)) == list(enumerate(payloads))[200:]
 
 
+async def test_extend_appends_a_read_s_events_in_order_between_single_appends(
+    make_nodes: MakeNodes,
+) -> None:
+    nodes = await make_nodes()
+    await nodes.writer.create("s", Hooks())
+    live = await nodes.reader.subscribe("s", after=-1)
+    nodes.writer.append("s", b"start")
+    nodes.writer.extend("s", [b"a", b"b", b"c"])
+    await asyncio.sleep(0.002)
+    nodes.writer.extend("s", [b"d"])
+    nodes.writer.append("s", b"end", last=True)
+    late = await nodes.reader.subscribe("s", after=1)
+    expected = list(enumerate([b"start", b"a", b"b", b"c", b"d", b"end"]))
+    assert flatten(await read_all(live)) == expected
+    assert flatten(await read_all(late)) == expected[2:]
+
+
 async def test_last_follower_leaving_an_unfinished_stream_calls_on_idle(
     make_nodes: MakeNodes,
 ) -> None:

@@ -100,6 +100,11 @@ class StreamHub(Protocol):
         neither): once per token, so a plain call, not a coroutine."""
         ...
 
+    def extend(self, stream_id: str, payloads: list[bytes]) -> None:
+        """Append several events at once (none of them the last): what one read from the
+        provider made, with one wake-up of the followers instead of one per event."""
+        ...
+
     async def subscribe(self, stream_id: str, after: int) -> Subscription:
         """Follow events with index > `after`. Raises `StreamNotFound`, `HubUnavailable`."""
         ...

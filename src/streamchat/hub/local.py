@@ -86,6 +86,12 @@ class LocalStream:
             self.done = True
         self.changes.notify()
 
+    def extend(self, payloads: list[bytes]) -> None:
+        """Append several events (none of them the last) and wake the followers once."""
+        self.events += payloads
+        self.size += sum(map(len, payloads))
+        self.changes.notify()
+
 
 class LocalSubscription:
     """A follower of a `LocalStream`: every event ready at a wake-up comes as one batch."""

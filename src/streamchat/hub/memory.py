@@ -48,6 +48,10 @@ class MemoryHub:
         if last:
             self._retire(stream_id, stream)
 
+    def extend(self, stream_id: str, payloads: list[bytes]) -> None:
+        """Append several events at once (none of them the last)."""
+        self._streams[stream_id].extend(payloads)
+
     async def subscribe(self, stream_id: str, after: int) -> Subscription:
         """Follow events with index > `after`. Raises `StreamNotFound`."""
         stream = self._streams.get(stream_id)

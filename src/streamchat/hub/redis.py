@@ -138,6 +138,11 @@ class RedisHub:
         """Append the next event; Redis gets it shortly after, in order."""
         self._writer.append(stream_id, payload, last)
 
+    def extend(self, stream_id: str, payloads: list[bytes]) -> None:
+        """Append several events at once (none of them the last); Redis gets them shortly
+        after, in order."""
+        self._writer.extend(stream_id, payloads)
+
     async def subscribe(self, stream_id: str, after: int) -> Subscription:
         """Follow events with index > `after`, from whichever node writes them."""
         owned = self._writer.owned.get(stream_id)

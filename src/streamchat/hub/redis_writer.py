@@ -129,6 +129,12 @@ class Replicator:
                 self._forget(owned)
         self._mark(owned)
 
+    def extend(self, stream_id: str, payloads: list[bytes]) -> None:
+        """Add several events (none of them the last) and schedule them for Redis."""
+        owned = self.owned[stream_id]
+        owned.local.extend(payloads)
+        self._mark(owned)
+
     def pending(self) -> int:
         """How many streams have events Redis does not have yet."""
         return len(self._dirty) + self._flushing

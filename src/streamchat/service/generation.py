@@ -196,66 +196,68 @@ class Generation:
         return prompt_estimate + len(self.outcome.text)
 
     async def _pump(self, outcome: Outcome) -> None:
-        hub, stream_id, delta, index = self.hub, self.stream_id, self.format.delta, self.index
-        tool_call = self.format.tool_call
+        """The provider's events into the hub: each read's events in one append."""
+        hub, stream_id, delta = self.hub, self.stream_id, self.format.delta
         grew = self.recorder.grew if self.recorder is not None else None
         meter = self.meter
         text = outcome.text
         async for batch in self.upstream:
+            start = self.index
+            out: list[bytes] = []  # the events this read makes, from index `start` on
             pieces = 0
             for event in batch:
                 if type(event) is TextDelta:
                     text.append(event.text)
-                    payload = delta(index, event.text)
+                    payload = delta(start + len(out), event.text)
                     if isinstance(payload, bytes):
-                        hub.append(stream_id, payload)
-                        index += 1
+                        out.append(payload)
                     else:
-                        index = self._append(index, payload)
+                        out += payload
                     if grew is not None:
                         grew(text)
                     pieces += 1
-                    self.index = index
                 elif type(event) is ToolCallDelta:  # a call's arguments come a token a piece
-                    outcome.add_tool_call(event)
-                    piece = tool_call(index, event)
-                    if piece is not None:
-                        index = self._write(index, piece)
-                        pieces += 1
-                        self.index = index
-                else:
-                    written = self._other(event, index)
-                    if written > index:
-                        pieces += 1
-                        index = self.index = written
+                    pieces += self._tool_call(event, start + len(out), out)
+                elif self._other(event, start + len(out), out):
+                    pieces += 1
+            if out:
+                hub.extend(stream_id, out)
+                self.index = start + len(out)
             if meter is not None and pieces:
                 meter.token(pieces)
 
-    def _append(self, index: int, payloads: list[bytes]) -> int:
-        """Append several events from `index` on; the index after them."""
-        for payload in payloads:
-            self.hub.append(self.stream_id, payload)
-        return index + len(payloads)
+    def _tool_call(self, event: ToolCallDelta, index: int, out: list[bytes]) -> int:
+        """A piece of a tool call: kept, and its events put in `out` from `index` on if the
+        format has some; how many pieces it wrote (0 or 1)."""
+        self.outcome.add_tool_call(event)
+        payload = self.format.tool_call(index, event)
+        if payload is None:
+            return 0
+        _put(out, payload)
+        return 1
 
-    def _write(self, index: int, payload: bytes | list[bytes]) -> int:
-        """Append one event or several from `index` on; the index after them."""
-        if isinstance(payload, bytes):
-            self.hub.append(self.stream_id, payload)
-            return index + 1
-        return self._append(index, payload)
-
-    def _other(self, event: ProviderEvent, index: int) -> int:
-        """The usage, the finish reason, a reasoning piece (kept, and written if the format
-        has events for it); the index after what was written."""
+    def _other(self, event: ProviderEvent, index: int, out: list[bytes]) -> bool:
+        """The usage, the finish reason, a reasoning piece (kept, and its events put in
+        `out` from `index` on if the format has some); whether it wrote any."""
         if type(event) is TokenUsage:
             self.outcome.usage = event
         elif type(event) is Finish:
             self.outcome.finish_reason = event.reason
-        if type(event) is not ReasoningDelta:
-            return index
-        self.outcome.reasoning.append(event.text)
-        payload = self.format.reasoning(index, event.text)
-        return index if payload is None else self._write(index, payload)
+        elif type(event) is ReasoningDelta:
+            self.outcome.reasoning.append(event.text)
+            payload = self.format.reasoning(index, event.text)
+            if payload is not None:
+                _put(out, payload)
+                return True
+        return False
+
+
+def _put(out: list[bytes], payload: bytes | list[bytes]) -> None:
+    """Add a format's event, or its events, to `out`."""
+    if isinstance(payload, bytes):
+        out.append(payload)
+    else:
+        out += payload
 
 
 def _ending(outcome: Outcome) -> Ending:
