@@ -102,6 +102,13 @@ class Store:
             async with self._writer.begin() as connection:
                 return await connection.run_sync(work)
 
+    async def grouped(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in the group writer's next round: in one transaction with the chat
+        path's other writes (and, for a SQLite file, in its thread: one trip, where a read
+        of its own through aiosqlite is five or six). Raises `StoreUnavailable`; if the round
+        is refused for another write's values, `work` runs again in a round of its own."""
+        return await self._writes.work(work)
+
     async def ping(self) -> bool:
         """Whether the database answers now."""
         try:
