@@ -141,15 +141,24 @@ class Store:
             return [(row.role, row.content) for row in await connection.execute(query)]
 
     async def begin_turn(
-        self, *, uid: int, conversation_id: str | None, title: str, message: str, model: str
+        self,
+        *,
+        uid: int,
+        conversation_id: str | None,
+        title: str,
+        message: str,
+        model: str,
+        ui_chat_id: str | None = None,
     ) -> NewTurn | None:
         """Commit the user's message and an empty `streaming` answer, in a new conversation
-        (with `title`) or in `conversation_id`; None if that is not `uid`'s."""
+        (with `title`, and the UI API's chat id if given) or in `conversation_id`; None if
+        that is not `uid`'s."""
         at = now()
         turn = NewTurn(conversation_id or _new_id(), _new_id(), _new_id(), _new_id())
         new = touch = None
         if conversation_id is None:
-            new = {"id": turn.conversation_id, "uid": uid, "title": title}
+            # Every new conversation of a round names the same columns (one executemany).
+            new = {"id": turn.conversation_id, "uid": uid, "title": title, "ui_chat_id": ui_chat_id}
             new |= {"created_at": at, "updated_at": at}
         else:
             touch = {"b_id": conversation_id, "b_uid": uid}
