@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .scenarios import DIRECT, GO, OPENAI, TOOLS, Scenario
+from .scenarios import DIRECT, GO, NATIVE, OPENAI, RESPONSES, TOOLS, UI, Scenario, Target
 
 TPS = "tokens_per_s"
 Run = dict[str, Any]
@@ -254,19 +254,22 @@ def _burst(r: _Rows) -> None:
         CPU_OF_GO,
         gateways_only=True,
     )
-    _tools_at_text_cost(r)
+    # Issue 22: a tool-call stream costs no more CPU per token than a text stream; issue 27:
+    # nor a stored response than /v1, nor the UI stream than /api/chat (each within the 10%
+    # that separates two runs of the same route).
+    _at_sibling_cost(r, TOOLS, OPENAI, "tool-call CPU/token × text's")
+    _at_sibling_cost(r, RESPONSES, OPENAI, "Responses CPU/token × /v1's")
+    _at_sibling_cost(r, UI, NATIVE, "UI stream CPU/token × /api/chat's")
 
 
-def _tools_at_text_cost(r: _Rows) -> None:
-    """Issue 22: a tool-call stream costs no more CPU per token than a text stream (within
-    the 10% that separates two runs of the same route)."""
-    tools, text = r.runs.get(TOOLS.key), r.runs.get(OPENAI.key)
-    if tools is None or text is None:
+def _at_sibling_cost(r: _Rows, target: Target, sibling: Target, metric: str) -> None:
+    """A row: `target`'s CPU per token over `sibling`'s in the same run, at most 1.1×."""
+    run, base = r.runs.get(target.key), r.runs.get(sibling.key)
+    if run is None or base is None:
         return
-    ratio = _cpu_per_token(tools) / _cpu_per_token(text)
+    ratio = _cpu_per_token(run) / _cpu_per_token(base)
     cells = {t.key: "—" for t in r.scenario.targets}
-    cells[TOOLS.key] = f"{ratio:.2f}"
-    metric = "tool-call CPU/token × text's"
+    cells[target.key] = f"{ratio:.2f}"
     r.rows.append(Check(r.scenario.key, metric, cells, f"{ratio:.2f}×", "≤ 1.1×", ratio <= 1.1))
 
 

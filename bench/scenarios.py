@@ -25,7 +25,8 @@ class Target:
     key: str
     label: str
     path: str
-    wire: str  # the event format loadgen reads: "native", "openai" or "openai-tools"
+    # The event format loadgen reads: "native", "openai", "openai-tools", "responses", "ui".
+    wire: str
     workers: int = 0  # 0: not streamchat (the direct upstream, or the Go gateway)
     nodes: int = 1  # 2: two nodes on a private Redis, every stream followed on the second
 
@@ -36,6 +37,11 @@ NATIVE = Target("api", "/api/chat", "/api/chat", "native", workers=1)
 OPENAI = Target("openai", "/v1/chat/completions", "/v1/chat/completions", "openai", workers=1)
 # The same route answering with a tool call: its tokens are pieces of the call's arguments.
 TOOLS = Target("tools", "/v1, a tool call", "/v1/chat/completions", "openai-tools", workers=1)
+# Issue 27: the round's other wire APIs, each against its sibling. A stored response (the
+# default) against /v1; the UI stream, which stores its chat, against /api/chat. Both name
+# the uid the service key acts for, as /api/chat's body does; each UI stream is a new chat.
+RESPONSES = Target("responses", "/v1/responses", "/v1/responses?uid=1", "responses", workers=1)
+UI = Target("ui", "/api/ui/chat", "/api/ui/chat?uid=1", "ui", workers=1)
 ONE_WORKER = Target("workers1", "/api/chat, 1 worker", "/api/chat", "native", workers=1)
 TWO_WORKERS = Target("workers2", "/api/chat, --workers 2", "/api/chat", "native", workers=2)
 LLAMA_DIRECT = Target("direct", "llama-cpp-python in-process", "", "")
@@ -146,7 +152,7 @@ def scenarios(cfg: Config) -> list[Scenario]:
             f"C={cfg.c_burst}, upstream sends {cfg.tokens} tokens at once",
             cfg.c_burst,
             0,
-            (DIRECT, GO, NATIVE, OPENAI, TOOLS),
+            (DIRECT, GO, NATIVE, OPENAI, TOOLS, RESPONSES, UI),
         ),
         Scenario("single", "C=1, added time to first token", 1, 0, (DIRECT, GO, NATIVE, OPENAI)),
         Scenario(
@@ -268,6 +274,11 @@ def _measure_nodes(
 def _warm_up_body(target: Target) -> bytes:
     if target.wire == "native":
         return b'{"uid":1,"message":"warm up"}'
+    if target.wire == "responses":
+        return b'{"model":"bench-model","stream":true,"input":"warm up"}'
+    if target.wire == "ui":
+        message = b'{"id":"m1","role":"user","parts":[{"type":"text","text":"warm up"}]}'
+        return b'{"id":"bench-warm-up","messages":[%b]}' % message
     return b'{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"hi"}]}'
 
 

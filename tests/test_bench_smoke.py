@@ -66,7 +66,7 @@ def assert_sane(run: dict[str, Any]) -> None:
     assert server["rss_peak_kb"] >= server["rss_idle_kb"] > 0
 
 
-# Nine runs, each with its own fresh processes (seven servers, two of them a Redis pair).
+# Fourteen runs, each with its own fresh processes (ten servers, two of them a Redis pair).
 @pytest.mark.timeout(330)
 def test_bench_smoke_run_prints_the_table_and_saves_sane_figures(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
@@ -123,6 +123,15 @@ def test_bench_smoke_run_prints_the_table_and_saves_sane_figures(tmp_path: Path)
     assert tools["errors"]["total"] == 0
     assert tools["tokens"] >= tools["streams"]["completed"] * TOKENS > 0
     assert checks[("burst", "tool-call CPU/token × text's")]["holds"] in (True, False)
+    # Issue 27: a stored response (its output_text.delta events) and the UI stream (its
+    # text-delta chunks, a new chat each) carry every token, each judged against its sibling.
+    for target in ("responses", "ui"):
+        assert_sane(document["runs"]["burst"][target])
+    assert "/v1/responses" in table
+    assert "/api/ui/chat" in table
+    for metric in ("Responses CPU/token × /v1's", "UI stream CPU/token × /api/chat's"):
+        assert checks[("burst", metric)]["holds"] in (True, False), checks[("burst", metric)]
+        assert float(checks[("burst", metric)]["result"].rstrip("×")) > 0
 
 
 def test_bench_smoke_run_of_the_embedded_model_scenario(tmp_path: Path, model_dir: Path) -> None:

@@ -15,6 +15,7 @@ from streamchat.service.history import History, decode_cursor, title_of
 from streamchat.store import Store, StoreUnavailable, create_engine, migrate
 from streamchat.store.engine import HEAD_REVISION, alembic_config
 from streamchat.store.tables import metadata
+from streamchat.store.ui_chats import UIChats
 
 from .dbs import UNREACHABLE, DatabaseSettings, open_store
 from .servers import free_port
@@ -253,3 +254,23 @@ async def test_an_unreachable_database_is_store_unavailable(unreachable_url: str
     with pytest.raises(StoreUnavailable):
         await store.start(run_migrations=True)
     await store.close()
+
+
+async def test_a_ui_chat_is_made_by_its_first_turn_and_only_once(store: Store) -> None:
+    chats = UIChats(store)
+    assert await chats.find_for_turn(3, "chat-a") is None
+    first = await store.begin_turn(
+        uid=3, conversation_id=None, title="t", message="q", model="m", ui_chat_id="chat-a"
+    )
+    assert first is not None
+    assert await chats.find(3, "chat-a") == first.conversation_id
+    assert await chats.find_for_turn(3, "chat-a") == first.conversation_id
+    assert await chats.find_for_turn(4, "chat-a") is None  # another user's chat of that id
+    # A second first turn of the same chat (another tab, at once) is refused alone.
+    with pytest.raises(StoreUnavailable):
+        await store.begin_turn(
+            uid=3, conversation_id=None, title="t", message="x", model="m", ui_chat_id="chat-a"
+        )
+    got = await store.messages(first.conversation_id, 3)
+    assert got is not None
+    assert [m.content for m in got] == ["q", ""]

@@ -6,9 +6,11 @@ import asyncio
 from typing import Any
 
 import pytest
+from sqlalchemy import func, insert, select
 
 from streamchat.store import Store, StoreUnavailable, create_engine
 from streamchat.store.engine import writer
+from streamchat.store.tables import conversations
 from streamchat.store.writes import GroupWriter, TurnWrite, now
 
 from .dbs import UNREACHABLE, DatabaseSettings, open_store
@@ -245,3 +247,61 @@ async def test_a_refused_turn_whose_request_was_cancelled_does_not_stop_the_writ
         store.begin_turn(uid=3, conversation_id=None, title="t", message="z", model="m"), 10
     )
     assert after is not None
+
+
+async def test_works_share_the_round_of_the_turns_and_get_what_they_return(
+    store: Store,
+) -> None:
+    before = store.write_rounds
+
+    def count_turns_of(uid: int) -> Any:
+        query = select(func.count()).select_from(conversations).where(conversations.c.uid == uid)
+        return lambda connection: connection.scalar(query)
+
+    results = await asyncio.gather(
+        *(
+            store.begin_turn(uid=7, conversation_id=None, title="t", message=f"q{i}", model="m")
+            for i in range(10)
+        ),
+        store.grouped(count_turns_of(7)),
+    )
+    assert store.write_rounds - before == 1  # one transaction for all of them
+    assert results[-1] == 10  # the work ran after the round's turns, in its transaction
+
+
+async def test_a_work_the_database_refuses_fails_alone_and_the_others_run_again(
+    store: Store,
+) -> None:
+    mine = await store.begin_turn(uid=1, conversation_id=None, title="t", message="q", model="m")
+    assert mine is not None
+    ran: list[str] = []
+
+    def duplicate(connection: Any) -> None:
+        ran.append("duplicate")
+        row = {"id": mine.conversation_id, "uid": 1, "title": "t"}  # that id exists already
+        connection.execute(insert(conversations), row | {"created_at": now(), "updated_at": now()})
+
+    def fine(connection: Any) -> str:
+        ran.append("fine")
+        return "done"
+
+    before = store.write_rounds
+    results = await asyncio.gather(
+        store.grouped(duplicate),
+        store.grouped(fine),
+        store.begin_turn(uid=2, conversation_id=None, title="t", message="x", model="m"),
+        return_exceptions=True,
+    )
+    refused, done, theirs = results
+    assert isinstance(refused, StoreUnavailable)
+    assert done == "done"
+    assert not isinstance(theirs, BaseException)
+    assert theirs is not None
+    assert await contents(store, 2, theirs.conversation_id) == [
+        ("x", "complete"),
+        ("", "streaming"),
+    ]
+    # Together (rolled back at the refused work, before the next one ran), then each write
+    # alone.
+    assert store.write_rounds - before == 4
+    assert ran == ["duplicate", "duplicate", "fine"]

@@ -49,6 +49,42 @@ var wires = map[string]wire{
 		isEnd:   func(d []byte) bool { return bytes.Equal(d, []byte("[DONE]")) },
 		isError: func(d []byte) bool { return bytes.HasPrefix(d, []byte(`{"error"`)) },
 	},
+	// The Responses API (POST /v1/responses, stream: true; stored, as by default): a token is
+	// an output_text.delta event; the stream ends with the event that carries the whole
+	// response (completed, incomplete or failed). Every event's "type" comes first.
+	"responses": {
+		body: `{"model":"bench-model","stream":true,` +
+			`"input":"Write a short answer about streaming."}`,
+		isToken: prefixed(`{"type":"response.output_text.delta"`),
+		isEnd: func(d []byte) bool {
+			return bytes.HasPrefix(d, []byte(`{"type":"response.completed"`)) ||
+				bytes.HasPrefix(d, []byte(`{"type":"response.incomplete"`)) ||
+				bytes.HasPrefix(d, []byte(`{"type":"response.failed"`))
+		},
+		isError: func(d []byte) bool {
+			return bytes.HasPrefix(d, []byte(`{"type":"response.failed"`)) ||
+				bytes.HasPrefix(d, []byte(`{"type":"error"`))
+		},
+	},
+	// The AI SDK's UI message stream (POST /api/ui/chat, what useChat sends): a token is a
+	// text-delta chunk, the end is [DONE]. Each stream is the first message of a new chat
+	// (chatIDMarker becomes a fresh id), as each native stream is a new conversation.
+	"ui": {
+		body: `{"id":"` + chatIDMarker + `","messages":[{"id":"m1","role":"user","parts":` +
+			`[{"type":"text","text":"Write a short answer about streaming."}]}],` +
+			`"trigger":"submit-message"}`,
+		isToken: prefixed(`{"type":"text-delta"`),
+		isEnd:   func(d []byte) bool { return bytes.Equal(d, []byte("[DONE]")) },
+		isError: prefixed(`{"type":"error"`),
+	},
+}
+
+// chatIDMarker in a request body is replaced by a new id for every stream.
+const chatIDMarker = "{chat_id}"
+
+func prefixed(prefix string) func([]byte) bool {
+	p := []byte(prefix)
+	return func(d []byte) bool { return bytes.HasPrefix(d, p) }
 }
 
 var contentKey = []byte(`"content":`)
@@ -89,6 +125,24 @@ type worker struct {
 	follow    string
 	followers sync.WaitGroup
 	ctx       context.Context // the run's, for the followers
+	name      string          // unique in the run and across runs: the start of fresh chat ids
+	streams   int             // streams begun, for fresh chat ids
+}
+
+// nextBody is the body of the next request: w.body, with a fresh chat id in place of
+// chatIDMarker when it has one (worker name and stream count: unique within the run, and
+// across runs by the run's start time).
+func (w *worker) nextBody() []byte {
+	i := bytes.Index(w.body, []byte(chatIDMarker))
+	if i < 0 {
+		return w.body
+	}
+	w.streams++
+	id := fmt.Sprintf("%s-%d", w.name, w.streams)
+	out := make([]byte, 0, len(w.body)+len(id))
+	out = append(out, w.body[:i]...)
+	out = append(out, id...)
+	return append(out, w.body[i+len(chatIDMarker):]...)
 }
 
 // stream performs one request and reads its events as they arrive.
@@ -96,7 +150,7 @@ func (w *worker) stream(ctx context.Context) {
 	w.ctx = ctx
 	w.shared.started.Add(1)
 	began := time.Now()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(w.body))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(w.nextBody()))
 	req.Header = w.headers.Clone()
 	resp, err := w.client.Do(req)
 	if err != nil {

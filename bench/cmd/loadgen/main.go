@@ -51,8 +51,10 @@ func parseFlags() options {
 	flag.IntVar(&o.c, "c", 64, "concurrent streams")
 	flag.DurationVar(&o.duration, "duration", 20*time.Second, "length of the whole run, ramp included")
 	flag.DurationVar(&o.ramp, "ramp", 0, "spread the workers' first requests over this time")
-	flag.StringVar(&o.wire, "wire", "native", "event format: native (streamchat's /api/chat), openai, or openai-tools (a tool call's arguments)")
-	flag.StringVar(&o.body, "body", "", "request body (default: a one-message request for -wire)")
+	flag.StringVar(&o.wire, "wire", "native", "event format: native (streamchat's /api/chat), openai, openai-tools (a tool call's arguments), "+
+		"responses (/v1/responses) or ui (/api/ui/chat, a new chat per stream)")
+	flag.StringVar(&o.body, "body", "", "request body (default: a one-message request for -wire); "+
+		chatIDMarker+" in it becomes a new id for every stream")
 	flag.StringVar(&o.headers, "H", "", "extra headers, 'Name: value' separated by '|'")
 	flag.IntVar(&o.expect, "expect-tokens", 0, "tokens each complete stream must carry (0: no check)")
 	flag.StringVar(&pids, "pid", "", "comma-separated PIDs of the server under test")
@@ -67,7 +69,7 @@ func parseFlags() options {
 		}
 	}
 	if _, ok := wires[o.wire]; !ok {
-		fail("unknown -wire %q (native, openai or openai-tools)", o.wire)
+		fail("unknown -wire %q (native, openai, openai-tools, responses or ui)", o.wire)
 	}
 	if o.c < 1 || o.duration <= 0 || o.ramp < 0 || o.ramp >= o.duration {
 		fail("need -c >= 1 and 0 <= -ramp < -duration")
@@ -156,7 +158,7 @@ func main() {
 		workers[i] = &worker{
 			client: client, url: o.url, body: []byte(body), headers: headers, wire: w,
 			expect: o.expect, shared: &shared, errs: &errs, reader: bufio.NewReaderSize(nil, 64<<10),
-			follow: o.follow,
+			follow: o.follow, name: fmt.Sprintf("bench-%d-w%d", time.Now().UnixNano(), i),
 		}
 	}
 

@@ -83,11 +83,19 @@ class History:
         self._save_tokens = settings.history_save_tokens
 
     async def begin(
-        self, *, uid: int, conversation_id: str | None, message: str, model: str
+        self,
+        *,
+        uid: int,
+        conversation_id: str | None,
+        message: str,
+        model: str,
+        ui_chat_id: str | None = None,
     ) -> Turn:
-        """Commit the user's message (and the empty answer) before anything is generated.
+        """Commit the user's message (and the empty answer) before anything is generated; a
+        new conversation is the UI API's chat `ui_chat_id` when given.
 
-        Raises 404 if `conversation_id` is not `uid`'s, 503 if the database fails.
+        Raises 404 if `conversation_id` is not `uid`'s, 503 if the database fails (or, for
+        a new chat, if `uid` has a chat `ui_chat_id` already).
         """
         earlier: list[tuple[str, str]] = []
         if conversation_id is not None:
@@ -101,6 +109,7 @@ class History:
             title=title_of(message),
             message=message,
             model=model,
+            ui_chat_id=ui_chat_id,
         )
         if ids is None:  # deleted (or never ours) between the read and the write
             raise _not_found(conversation_id or "")

@@ -102,6 +102,13 @@ class Store:
             async with self._writer.begin() as connection:
                 return await connection.run_sync(work)
 
+    async def grouped(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in the group writer's next round: in one transaction with the chat
+        path's other writes (and, for a SQLite file, in its thread: one trip, where a read
+        of its own through aiosqlite is five or six). Raises `StoreUnavailable`; if the round
+        is refused for another write's values, `work` runs again in a round of its own."""
+        return await self._writes.work(work)
+
     async def ping(self) -> bool:
         """Whether the database answers now."""
         try:
@@ -134,15 +141,24 @@ class Store:
             return [(row.role, row.content) for row in await connection.execute(query)]
 
     async def begin_turn(
-        self, *, uid: int, conversation_id: str | None, title: str, message: str, model: str
+        self,
+        *,
+        uid: int,
+        conversation_id: str | None,
+        title: str,
+        message: str,
+        model: str,
+        ui_chat_id: str | None = None,
     ) -> NewTurn | None:
         """Commit the user's message and an empty `streaming` answer, in a new conversation
-        (with `title`) or in `conversation_id`; None if that is not `uid`'s."""
+        (with `title`, and the UI API's chat id if given) or in `conversation_id`; None if
+        that is not `uid`'s."""
         at = now()
         turn = NewTurn(conversation_id or _new_id(), _new_id(), _new_id(), _new_id())
         new = touch = None
         if conversation_id is None:
-            new = {"id": turn.conversation_id, "uid": uid, "title": title}
+            # Every new conversation of a round names the same columns (one executemany).
+            new = {"id": turn.conversation_id, "uid": uid, "title": title, "ui_chat_id": ui_chat_id}
             new |= {"created_at": at, "updated_at": at}
         else:
             touch = {"b_id": conversation_id, "b_uid": uid}

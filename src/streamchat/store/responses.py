@@ -8,8 +8,9 @@ context of a new response is its chain's messages, not the whole conversation (t
 responses may continue the same one).
 
 The answer's text and status are written as any answer's (the group writer, by message id);
-what only the Responses API needs is written here, in its own short transactions (in the
-group writer's thread on SQLite: `Store.transaction`).
+what only the Responses API needs is written here: a response's beginning and its end in
+the group writer's rounds (`Store.grouped`: with the other answers' writes, one transaction
+for many), with statements built once; a deletion in a short transaction of its own.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Integer, delete, func, insert, literal, select, update
+from sqlalchemy import Connection, Integer, bindparam, delete, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .conversations import Store
@@ -29,6 +30,23 @@ from .writes import now
 
 # How many responses a chain may go back (a loop in the links cannot make a query endless).
 MAX_CHAIN = 10_000
+
+# The statements of a response's beginning and end, built once (their values are
+# parameters): a statement built with its values is built and keyed again at every call.
+_INSERT_CONVERSATION = insert(conversations)
+_INSERT_MESSAGES = insert(messages)
+_INSERT_RESPONSE = insert(responses)
+_TOUCH_CONVERSATION = (
+    update(conversations)
+    .where(conversations.c.id == bindparam("b_id"))
+    .values(updated_at=bindparam("b_at"))
+)
+_KEEP_ITEMS = (
+    update(messages).where(messages.c.id == bindparam("b_id")).values(items=bindparam("b_items"))
+)
+_KEEP_BODY = (
+    update(responses).where(responses.c.id == bindparam("b_id")).values(body=bindparam("b_body"))
+)
 
 
 @dataclass(slots=True, frozen=True)
@@ -125,53 +143,42 @@ class ResponseStore:
         answer |= {"status": "streaming", "model": new.model, "stream_id": new.stream_id}
         rows.append(common | answer)
 
+        conversation = {"id": conversation_id, "uid": new.uid, "title": new.title}
+        conversation |= {"created_at": at, "updated_at": at}
+        response = {
+            "id": new.response_id,
+            "conversation_id": conversation_id,
+            "answer_id": answer_id,
+            "previous_response_id": new.previous_response_id,
+            "request": new.request,
+            "body": None,
+            "created_at": at,
+        }
+
         def write(connection: Connection) -> str | None:
             if new.conversation_id is None:
-                connection.execute(
-                    insert(conversations).values(
-                        id=conversation_id,
-                        uid=new.uid,
-                        title=new.title,
-                        created_at=at,
-                        updated_at=at,
-                    )
-                )
+                connection.execute(_INSERT_CONVERSATION, conversation)
             else:
                 touched = connection.execute(
-                    update(conversations)
-                    .where(conversations.c.id == conversation_id)
-                    .values(updated_at=at)
+                    _TOUCH_CONVERSATION, {"b_id": conversation_id, "b_at": at}
                 )
                 if touched.rowcount == 0:
                     return None
-            connection.execute(insert(messages), rows)
-            connection.execute(
-                insert(responses).values(
-                    id=new.response_id,
-                    conversation_id=conversation_id,
-                    answer_id=answer_id,
-                    previous_response_id=new.previous_response_id,
-                    request=new.request,
-                    body=None,
-                    created_at=at,
-                )
-            )
+            connection.execute(_INSERT_MESSAGES, rows)
+            connection.execute(_INSERT_RESPONSE, response)
             return answer_id
 
-        return await self._store.transaction(write)
+        return await self._store.grouped(write)
 
     async def finish(self, response_id: str, answer_id: str, items: str, body: str) -> None:
-        """Keep the answer's items and the response object it ended as."""
+        """Keep the answer's items and the response object it ended as (in the round that
+        writes the answer's end, when they are queued together)."""
 
         def write(connection: Connection) -> None:
-            connection.execute(
-                update(messages).where(messages.c.id == answer_id).values(items=items)
-            )
-            connection.execute(
-                update(responses).where(responses.c.id == response_id).values(body=body)
-            )
+            connection.execute(_KEEP_ITEMS, {"b_id": answer_id, "b_items": items})
+            connection.execute(_KEEP_BODY, {"b_id": response_id, "b_body": body})
 
-        await self._store.transaction(write)
+        await self._store.grouped(write)
 
     async def get(self, response_id: str, uid: int | None) -> StoredResponse | None:
         """A response and its answer's state; None unless it is `uid`'s (None: anyone's)."""

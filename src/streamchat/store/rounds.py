@@ -1,7 +1,8 @@
 """What one group-commit round writes (writes.py queues them): the writes, the statements,
 and the text a database can store.
 
-A round is turns (a conversation and two messages each), progress saves and ends. Written
+A round is turns (a conversation and two messages each), progress saves, ends, and the
+other APIs' own statements (`WorkWrite`: a function run in the round's transaction). Written
 together they are one transaction; a round the database refuses because of one write's
 values is split into single writes (`Round.split`), so that only that write fails.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -98,31 +100,46 @@ class FinishWrite:
 
 
 @dataclass(slots=True)
+class WorkWrite:
+    """A function to run in a round's transaction (in the writer's thread on SQLite), and
+    who waits for what it returns. Run again alone if its round is split."""
+
+    work: Callable[[Connection], Any]
+    done: asyncio.Future[Any]
+    result: Any = None  # what `work` returned, once the round is written
+
+
+@dataclass(slots=True)
 class Round:
     """What one transaction writes."""
 
     turns: list[TurnWrite] = field(default_factory=list)
     progress: dict[str, Progress | str] = field(default_factory=dict)
     finishes: dict[str, FinishWrite] = field(default_factory=dict)
+    works: list[WorkWrite] = field(default_factory=list)
     flushed: asyncio.Future[bool] | None = None  # for those who wait for the whole round
 
     def __bool__(self) -> bool:
-        return bool(self.turns or self.progress or self.finishes or self.flushed)
+        return bool(self.turns or self.progress or self.finishes or self.works or self.flushed)
 
     def writes(self) -> int:
-        """How many writes the round holds (a turn, a save and an end are one each)."""
-        return len(self.turns) + len(self.progress) + len(self.finishes)
+        """How many writes the round holds (a turn, a save, an end, a work are one each)."""
+        return len(self.turns) + len(self.progress) + len(self.finishes) + len(self.works)
 
-    def waiting(self) -> list[asyncio.Future[bool]]:
+    def waiting(self) -> list[asyncio.Future[Any]]:
         """The futures that this round's end resolves."""
-        waiting = [t.done for t in self.turns] + [f.done for f in self.finishes.values()]
+        waiting: list[asyncio.Future[Any]] = [t.done for t in self.turns]
+        waiting += [f.done for f in self.finishes.values()]
+        waiting += [w.done for w in self.works]
         return waiting if self.flushed is None else [*waiting, self.flushed]
 
     def split(self) -> list[Round]:
-        """One round per write: a turn, a save, an end (`flushed` stays with the caller)."""
+        """One round per write: a turn, a save, an end, a work (`flushed` stays with the
+        caller)."""
         singles = [Round(turns=[turn]) for turn in self.turns]
         singles += [Round(progress={key: text}) for key, text in self.progress.items()]
         singles += [Round(finishes={key: end}) for key, end in self.finishes.items()]
+        singles += [Round(works=[work]) for work in self.works]
         return singles
 
 
@@ -153,4 +170,6 @@ def write_round(connection: Connection, batch: Round, at: datetime) -> list[int]
         connection.execute(_PROGRESS, saves)
     if batch.finishes:
         connection.execute(_FINISH, [end.values | {"b_at": at} for end in batch.finishes.values()])
+    for work in batch.works:
+        work.result = work.work(connection)
     return refused

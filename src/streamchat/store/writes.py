@@ -14,8 +14,8 @@ progress and ends are each one executemany. A progress write never reopens a fin
 answer (its WHERE keeps to `streaming`/`interrupted` rows), and an end queued in the same
 round as a progress write of the same answer replaces it.
 
-What awaits a write (a turn, an end) gets its result or `StoreUnavailable` when the round
-is done. Progress is not awaited: whoever asked to save it still holds the text, and the
+What awaits a write (a turn, an end, a work) gets its result or `StoreUnavailable` when
+the round is done. Progress is not awaited: whoever asked to save it still holds the text, and the
 next save carries it all.
 
 One write must never cost others theirs. Generated text is made storable first (rounds.py:
@@ -32,20 +32,23 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..metrics import Metrics
 from .engine import StoreUnavailable, guarded, values_at_fault
-from .rounds import FinishWrite, Progress, Round, TurnWrite, now, storable, write_round
+from .rounds import FinishWrite, Progress, Round, TurnWrite, WorkWrite, now, storable, write_round
 
 __all__ = ["GroupWriter", "Progress", "TurnWrite", "WriterThread", "now"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class GroupWriter:
@@ -80,6 +83,13 @@ class GroupWriter:
         self._next.turns.append(write)
         self._kick()
         return await write.done
+
+    async def work(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in the next round's transaction and wait for what it returns."""
+        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._next.works.append(WorkWrite(work, done))
+        self._kick()
+        return await done
 
     def progress_soon(self, answer: Progress) -> None:
         """Save `answer`'s text within `progress_seconds`, with every other one due then."""
@@ -195,6 +205,8 @@ class GroupWriter:
             _resolve(written, True)
         for end in batch.finishes.values():
             _resolve(end.done, True)
+        for work in batch.works:
+            _resolve(work.done, work.result)
         return None
 
     async def _write(self, batch: Round, at: datetime) -> list[int]:
@@ -237,7 +249,7 @@ def _as_unavailable(exc: Exception, unsaved: int) -> StoreUnavailable:
     return StoreUnavailable(f"not written: {type(exc).__name__}")
 
 
-def _resolve(future: asyncio.Future[bool], outcome: bool | StoreUnavailable) -> None:
+def _resolve(future: asyncio.Future[Any], outcome: object) -> None:
     """Give `future` its outcome, unless it has one: a waiter cancelled (a client that left)
     cancels its future, and setting a result then raises, which once ended this task."""
     if future.done():
@@ -248,7 +260,7 @@ def _resolve(future: asyncio.Future[bool], outcome: bool | StoreUnavailable) -> 
         future.set_result(outcome)
 
 
-def _fail(waiting: list[asyncio.Future[bool]], error: StoreUnavailable) -> None:
+def _fail(waiting: list[asyncio.Future[Any]], error: StoreUnavailable) -> None:
     for future in waiting:
         _resolve(future, error)
 

@@ -17,7 +17,8 @@ from ...errors import Failure, Kind, Lang
 from ...hub import StreamNotFound, Subscription
 from ...providers.base import GenerateRequest
 from ...service.chat import ChatService
-from ...service.history import History, Turn, title_of
+from ...service.history import History, Turn
+from ...store import StoreUnavailable
 from ...store.ui_chats import Retry, UIChats
 from .format import UIMessageFormat
 from .protocol import UIChatRequest, UIMessage, text_part
@@ -55,11 +56,10 @@ class UIChatServing:
         try:
             model = self.chat.resolve_model(request.model, allowed)
             replaced: str | None = None
-            created = False
             if request.trigger == "regenerate-message":
                 begun, replaced = await self._again(request.id, uid, model)
             else:
-                begun, created = await self._submit(request, uid, model)
+                begun = await self._submit(request, uid, model)
         except BaseException:
             await charge.settle(0)
             raise
@@ -76,7 +76,7 @@ class UIChatServing:
                 detach_grace=DETACHED_SECONDS,
             )
         except BaseException as exc:
-            await self._take_back(begun, exc, replaced is not None, created, uid)
+            await self._take_back(begun, exc, replaced is not None)
             raise
         if replaced is not None:
             try:
@@ -86,9 +86,9 @@ class UIChatServing:
                 raise
         return subscription
 
-    async def _submit(self, request: UIChatRequest, uid: int, model: str) -> tuple[Turn, bool]:
-        """Commit the question in its chat (made now if new); the turn, and whether the chat
-        was made now."""
+    async def _submit(self, request: UIChatRequest, uid: int, model: str) -> Turn:
+        """Commit the question in its chat; a new chat is made by its first turn, in the
+        same transaction (and taken back with it), as a native conversation is."""
         if request.message_id is not None:
             # Editing an earlier message would rewrite the stored history under the client.
             raise Failure(
@@ -100,16 +100,20 @@ class UIChatServing:
         text = question(request.last())
         if len(text) > self.max_message_chars:
             raise Failure(Kind.TOO_LONG, "message_too_long", limit=self.max_message_chars)
-        conversation_id, created = await self.chats.open(uid, request.id, title_of(text))
-        try:
-            turn = await self.history.begin(
-                uid=uid, conversation_id=conversation_id, message=text, model=model
-            )
-        except BaseException:
-            if created:
-                await self._forget_chat(conversation_id, uid)
-            raise
-        return turn, created
+        conversation_id = await self.chats.find_for_turn(uid, request.id)
+        if conversation_id is None:
+            try:
+                return await self.history.begin(
+                    uid=uid, conversation_id=None, message=text, model=model, ui_chat_id=request.id
+                )
+            except StoreUnavailable:
+                # The same client made it meanwhile (two tabs at once): theirs it is.
+                conversation_id = await self.chats.find(uid, request.id)
+                if conversation_id is None:
+                    raise
+        return await self.history.begin(
+            uid=uid, conversation_id=conversation_id, message=text, model=model
+        )
 
     async def _again(self, chat_id: str, uid: int, model: str) -> tuple[Turn, str]:
         """A new answer row for the chat's last question; the turn and the answer it
@@ -138,10 +142,9 @@ class UIChatServing:
             raise
         return Turn(retry.turn, messages), retry.replaced
 
-    async def _take_back(
-        self, turn: Turn, reason: BaseException, again: bool, created: bool, uid: int
-    ) -> None:
-        """Undo a turn the model refused (DESIGN §8: a refusal writes nothing)."""
+    async def _take_back(self, turn: Turn, reason: BaseException, again: bool) -> None:
+        """Undo a turn the model refused (DESIGN §8: a refusal writes nothing; a new chat's
+        first turn takes its chat with it)."""
         if again:  # only the new answer row was written; the old answer stays
             try:
                 await self.chats.drop_message(turn.ids.answer_id)
@@ -150,20 +153,12 @@ class UIChatServing:
                 self.history.recorder(turn).refused(reason)
             return
         await self.history.forget(turn, reason)
-        if created:
-            await self._forget_chat(turn.ids.conversation_id, uid)
 
     async def _drop(self, message_id: str) -> None:
         try:
             await self.chats.drop_message(message_id)
         except Failure as exc:  # the chat keeps both answers; the stream goes on
             log.warning("replaced answer %s not deleted: %s", message_id, exc.detail)
-
-    async def _forget_chat(self, conversation_id: str, uid: int) -> None:
-        try:
-            await self.history.delete(conversation_id, uid)
-        except Failure as exc:
-            log.warning("empty chat %s not taken back: %s", conversation_id, exc.detail)
 
     async def resume(self, chat_id: str, uid: int) -> Subscription | None:
         """The chat's running answer from its first chunk, or None when none is running.
