@@ -22,7 +22,14 @@ from .base import (
     UpstreamUnavailable,
 )
 from .http1 import ConnectFailure, HTTPFailure, Response, Upstream
-from .openai_wire import chunk_events, error_detail, openai_error, request_body, retry_after_seconds
+from .openai_wire import (
+    chunk_events,
+    chunks_events,
+    error_detail,
+    openai_error,
+    request_body,
+    retry_after_seconds,
+)
 
 _ERROR_BODY_LIMIT = 64 * 1024
 # Refusals that are the client's own doing: the client gets them as they are (DESIGN §8).
@@ -72,23 +79,27 @@ class OpenAIStream:
         raise UpstreamBadResponse(f"{self._url} closed the stream before it finished")
 
     def _batches(self, datas: list[bytes], *, alone: bool) -> Iterator[list[ProviderEvent]]:
-        """The events of one read's chunks, in one batch (`alone`: the first chunk with
-        events in a batch of its own), up to `[DONE]`."""
-        events: list[ProviderEvent] = []
-        for data in datas:
-            if data == b"[DONE]":
-                self._finished = True
-                break
-            try:
-                events += chunk_events(data)
-            except UpstreamBadResponse:
-                if events:  # what came before the bad chunk is the answer's
+        """The events of one read's chunks (their data, up to `[DONE]`) in one batch; with
+        `alone`, the first chunk that has events in a batch of its own before them."""
+        if b"[DONE]" in datas:
+            datas = datas[: datas.index(b"[DONE]")]
+            self._finished = True
+        if alone:
+            for i, data in enumerate(datas):
+                events = chunk_events(data)  # a bad one raises: none before it had events
+                if events:
                     yield events
-                raise
-            if alone and events:
-                alone = False
-                yield events
-                events = []
+                    datas = datas[i + 1 :]
+                    break
+            else:
+                return
+        if not datas:
+            return
+        try:
+            events = chunks_events(datas)
+        except UpstreamBadResponse:
+            yield from _one_by_one(datas)  # to name the bad chunk, after those before it
+            return
         if events:
             yield events
 
@@ -104,6 +115,21 @@ class OpenAIStream:
             self._response.release()
         else:
             self._response.close()
+
+
+def _one_by_one(datas: list[bytes]) -> Iterator[list[ProviderEvent]]:
+    """The events of `datas` decoded chunk by chunk: those before a bad chunk, then its
+    error."""
+    events: list[ProviderEvent] = []
+    for data in datas:
+        try:
+            events += chunk_events(data)
+        except UpstreamBadResponse:
+            if events:  # what came before the bad chunk is the answer's
+                yield events
+            raise
+    if events:
+        yield events
 
 
 class OpenAIProvider:

@@ -148,7 +148,9 @@ class _Chunk(msgspec.Struct, gc=False):
 # msgspec rather than orjson for chunks: decoding into these types skips the fields we do not
 # use (id, model, created, logprobs…) without building them, 1.1 µs a chunk instead of 1.9.
 # `gc=False`: a chunk's structs hold no cycles, and untracked ones cost a tenth less to make.
-_decode_chunk = msgspec.json.Decoder(_Chunk).decode
+_decoder = msgspec.json.Decoder(_Chunk)
+_decode_chunk = _decoder.decode
+_decode_lines = _decoder.decode_lines
 
 
 def chunk_events(data: bytes) -> list[ProviderEvent]:
@@ -159,11 +161,38 @@ def chunk_events(data: bytes) -> list[ProviderEvent]:
         raise UpstreamBadResponse(f"the upstream sent an unexpected chunk: {exc}") from exc
     except msgspec.DecodeError as exc:
         raise UpstreamBadResponse(f"the upstream sent invalid JSON: {exc}") from exc
+    events: list[ProviderEvent] = []
+    _add_events(chunk, events)
+    return events
+
+
+def chunks_events(datas: list[bytes]) -> list[ProviderEvent]:
+    """The events in several chunks (one read's), decoded in one call as JSON lines.
+
+    Raises `UpstreamBadResponse` if any of them is not a chunk, without saying which: decode
+    them one by one with `chunk_events` then, to name it and keep the events before it. A
+    chunk that spans lines (an event of several `data:` lines) takes that way too.
+    """
+    if len(datas) == 1:
+        return chunk_events(datas[0])
+    try:
+        chunks = _decode_lines(b"\n".join(datas))
+    except msgspec.MsgspecError as exc:
+        raise UpstreamBadResponse(f"the upstream sent an unexpected chunk: {exc}") from exc
+    if len(chunks) != len(datas):  # a line of two values, or of none
+        raise UpstreamBadResponse("the upstream sent an unexpected chunk")
+    events: list[ProviderEvent] = []
+    for chunk in chunks:
+        _add_events(chunk, events)
+    return events
+
+
+def _add_events(chunk: _Chunk, events: list[ProviderEvent]) -> None:
+    """Add the events of a decoded chunk to `events`."""
     if chunk.error is not None:
         error = chunk.error
         message = error.get("message") if isinstance(error, dict) else str(error)
         raise UpstreamBadResponse(f"the upstream reported an error: {message}")
-    events: list[ProviderEvent] = []
     if chunk.choices:
         choice = chunk.choices[0]
         delta = choice.delta
@@ -177,7 +206,6 @@ def chunk_events(data: bytes) -> list[ProviderEvent]:
     usage = chunk.usage
     if usage is not None:
         events.append(TokenUsage(usage.prompt_tokens or 0, usage.completion_tokens or 0))
-    return events
 
 
 def _rare_pieces(delta: _Delta, events: list[ProviderEvent]) -> None:
