@@ -38,6 +38,10 @@ OPEN = {
 
 _JSON = "application/json"
 _CHAT, _V1 = "/api/chat", "/v1/chat/completions"
+_RESPONSES, _UI = "/v1/responses", "/api/ui/chat"
+_UI_BODY = (
+    b'{"id":"c1","messages":[{"id":"m1","role":"user","parts":[{"type":"text","text":"hi"}]}]}'
+)
 _HI = b'[{"role":"user","content":"hi"}]'
 _LONG = b"x" * 40
 
@@ -62,6 +66,21 @@ BAD: list[tuple[str, bytes, str | None, str]] = [
     (_V1, b'{"messages":%b,"n":2}' % _HI, _JSON, "en"),
     (_V1, b'{"messages":%b,"model":"nope"}' % _HI, _JSON, "en"),
     (_V1, b'{"messages":[{"role":"user","content":"%b"}]}' % _LONG, _JSON, "en"),
+    (_RESPONSES, b"", _JSON, "en"),
+    (_RESPONSES, b"{", _JSON, "en"),
+    (_RESPONSES, b'{"input":"hi"}', "text/plain", "en"),
+    (_RESPONSES, b'{"input":42}', _JSON, "en"),
+    (_RESPONSES, b'{"input":"hi","model":"nope"}', _JSON, "en"),
+    (_RESPONSES + "?uid=abc", b'{"input":"hi"}', _JSON, "en"),
+    (_RESPONSES + "?uid=0", b'{"input":42}', _JSON, "en"),
+    (_RESPONSES + "?uid=0", b"{", _JSON, "en"),
+    (_RESPONSES + "?uid=", b"", _JSON, "en"),
+    (_UI, b"", _JSON, "zh"),
+    (_UI, b"{", _JSON, "en"),
+    (_UI, b'{"id":"c1","messages":[]}', _JSON, "zh"),
+    (_UI, _UI_BODY, "text/plain", "en"),
+    (_UI + "?uid=x", _UI_BODY, _JSON, "zh"),
+    (_UI + "?uid=1&uid=-5", b'{"id":"c1"}', _JSON, "en"),
 ]
 
 # Headers that differ between any two responses.

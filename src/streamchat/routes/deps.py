@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Query, Request
+from pydantic import BaseModel
 
 from ..access.limits import Limiter
 from ..access.ticket import Ticket, ticket_of
@@ -79,3 +80,9 @@ OptionalUid = Annotated[
         "service key or without keys, the user the request is for",
     ),
 ]
+
+
+class UidQuery(BaseModel):
+    """The query of a POST route that DirectRoutes serves (server/direct.py): its `uid`."""
+
+    uid: OptionalUid = None

@@ -20,9 +20,11 @@ from ..access.identity import IdentityGate
 from ..access.limits import Limiter, Quota
 from ..apis.native.orphans import OrphanedAnswers
 from ..apis.openai_chat.protocol import ChatCompletionChunk, ChatCompletionRequest
+from ..apis.responses.protocol import CreateResponse
 from ..apis.responses.serving import ResponsesService
 from ..apis.responses.state import ResponseState
 from ..apis.ui.orphans import UIOrphans
+from ..apis.ui.protocol import UIChatRequest
 from ..apis.ui.serving import UIChatServing
 from ..config import Settings
 from ..hub import MemoryHub, StreamHub
@@ -30,6 +32,7 @@ from ..logs import TraceMiddleware
 from ..metrics import Metrics
 from ..providers import build_provider
 from ..routes import conversations, native, openai_chat, responses_api, system, ui, web
+from ..routes.deps import UidQuery
 from ..schemas import ChatRequest, StreamEvent
 from ..service.chat import ChatService
 from ..service.history import History
@@ -170,6 +173,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "/v1/chat/completions": DirectRoute(
                     ChatCompletionRequest, openai_chat.chat_completions
                 ),
+                "/v1/responses": DirectRoute(
+                    CreateResponse, responses_api.create_response, UidQuery
+                ),
+                "/api/ui/chat": DirectRoute(UIChatRequest, ui.ui_chat, UidQuery),
             },
         )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
