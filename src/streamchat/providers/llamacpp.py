@@ -202,7 +202,8 @@ class NativeModel:
         streams only whole: the source's whole stream is copied (`seq_context` cells, during
         the next `decode`, before that decode writes anything), then the target drops what
         follows `count`. For the 1.5B model at 4,096 tokens that is 112 MB of memory copied:
-        tens of milliseconds, where decoding a token beside others takes about ten.
+        13 ms on two quiet cores, 30–45 on a busy machine, where decoding a token beside three
+        answers takes 10–20 (bench/engine_steps.py).
         """
         memory = self._memory
         self.lib.llama_memory_seq_rm(memory, target, -1, -1)
