@@ -6,11 +6,25 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .procs import BENCH, BenchError, build_tools, raise_fd_limit
 from .report import Check, Runs, checks, render
-from .scenarios import Config, Scenario, measure, measure_embedded, scenarios
+from .scenarios import (
+    Config,
+    Scenario,
+    measure,
+    measure_embedded,
+    measure_embedded_users,
+    scenarios,
+)
+
+# The scenarios that measure on their own, not with the load generator.
+_OWN: dict[str, tuple[str, Callable[[Config], Runs]]] = {
+    "embedded": ("embedded model, direct and through HTTP", measure_embedded),
+    "embedded-users": ("embedded model, several users at once", measure_embedded_users),
+}
 
 
 def main() -> int:
@@ -36,10 +50,11 @@ def main() -> int:
     try:
         for scenario in scenarios(cfg):
             runs: Runs = {}
-            if scenario.key == "embedded":
-                print("bench: embedded model, direct and through HTTP …", file=sys.stderr)
-                runs.update(measure_embedded(cfg))
-            for target in scenario.targets if scenario.key != "embedded" else ():
+            if scenario.key in _OWN:
+                label, measure_own = _OWN[scenario.key]
+                print(f"bench: {label} …", file=sys.stderr, flush=True)
+                runs.update(measure_own(cfg))
+            for target in scenario.targets if scenario.key not in _OWN else ():
                 print(f"bench: {scenario.key} / {target.label} …", file=sys.stderr, flush=True)
                 runs[target.key] = measure(cfg, scenario, target)
             results[scenario.key] = runs

@@ -12,6 +12,7 @@ as many slots as the most users) and measures through `/api/chat`:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -21,6 +22,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,22 +116,43 @@ def together(url: str, users: int) -> dict[str, float]:
     }
 
 
-def arriving(url: str, users: int) -> float:
-    """Seconds to the first token of a request sent while `users - 1` others are mid-answer."""
+def arriving(url: str, users: int, uid: int = 0, after: int = 10) -> dict[str, float]:
+    """A request (from `uid`, default `users + 1`) sent once `users - 1` others have `after`
+    tokens each: its time to first token, and the others' gaps between tokens (p99 over their
+    whole answers, and the longest one while its prompt was decoded beside them)."""
     others = [Answer() for _ in range(users - 1)]
     with ThreadPoolExecutor(users) as pool:
         jobs = [
             pool.submit(ask, url, QUESTIONS[i % len(QUESTIONS)], uid=i + 1, into=others[i])
             for i in range(users - 1)
         ]
-        for answer in others:
-            while len(answer.times) < 10:
+        for answer in others:  # mid-answer: 10 tokens in (fewer for short answers)
+            while len(answer.times) < after and not answer.end:
                 answer.grew.wait(1)
                 answer.grew.clear()
-        late = ask(url, SHORT, uid=users + 1, into=Answer())
+        late = ask(url, SHORT, uid=uid or users + 1, into=Answer())
         for job in jobs:
             job.result()
-    return late.first_token_s
+    gaps = [b - a for o in others for a, b in zip(o.times, o.times[1:], strict=False)]
+    meanwhile = [
+        b - a
+        for o in others
+        for a, b in zip(o.times, o.times[1:], strict=False)
+        if b > late.sent and a < late.times[0]
+    ]
+    return {
+        "arriving_first_token_s": late.first_token_s,
+        "others_gap_p99_s": percentile(gaps, 99),
+        "others_gap_meanwhile_s": max(meanwhile, default=0.0),
+    }
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The `p`th percentile of `values` (nearest rank), 0 if there are none."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
 def follow_up(url: str, between: int) -> dict[str, float]:
@@ -145,28 +168,36 @@ def follow_up(url: str, between: int) -> dict[str, float]:
     }
 
 
-def measure_users(
-    *, users: list[int], threads: int, cpus: str, max_tokens: int, model: str, model_dir: str
-) -> dict[str, Any]:
-    """Every row, from one server with `max(users)` slots."""
-    from .embedded import _wait_healthy
-
+def server_env(
+    *, users: int, threads: int, max_tokens: int, model: str, model_dir: str
+) -> dict[str, str]:
+    """The server's environment: the local provider, greedy, `users` slots, the rest default
+    (`threads` 0: the server's default)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMCHAT_")}
     env |= {
         "STREAMCHAT_PROVIDER": "local",
-        "STREAMCHAT_LOCAL_THREADS": str(threads),
         "STREAMCHAT_LOCAL_TEMPERATURE": "0",
         "STREAMCHAT_LOCAL_MAX_TOKENS": str(max_tokens),
-        "STREAMCHAT_LOCAL_SLOTS": str(max(users)),
+        "STREAMCHAT_LOCAL_SLOTS": str(users),
         "STREAMCHAT_PORT": str(free_port()),
     }
+    if threads:
+        env["STREAMCHAT_LOCAL_THREADS"] = str(threads)
     if model:
         env["STREAMCHAT_MODEL"] = model
     if model_dir:
         env["STREAMCHAT_MODEL_DIR"] = model_dir
+    return env
+
+
+@contextlib.contextmanager
+def serving(env: dict[str, str], cpus: str) -> Iterator[tuple[str, Path]]:
+    """`streamchat serve` with `env`, ready and warmed up: its URL and its log file."""
+    from .embedded import _wait_healthy
+
     url = f"http://127.0.0.1:{env['STREAMCHAT_PORT']}"
     with tempfile.TemporaryDirectory(prefix="streamchat-bench-") as scratch:
-        env["STREAMCHAT_DATABASE_URL"] = f"sqlite+aiosqlite:///{scratch}/bench.db"
+        env = env | {"STREAMCHAT_DATABASE_URL": f"sqlite+aiosqlite:///{scratch}/bench.db"}
         log_path = Path(scratch, "server.log")
         with log_path.open("wb") as log:
             server = subprocess.Popen(
@@ -179,18 +210,27 @@ def measure_users(
         try:
             _wait_healthy(url, server, log_path)
             ask(url, SHORT, into=Answer())  # warm-up
-            rows = [
-                {"users": n, **together(url, n), "arriving_first_token_s": arriving(url, n)}
-                for n in users
-            ]
-            history = follow_up(url, between=max(users) - 1)
-            log_lines = log_path.read_text().splitlines()
-            kv = [line for line in log_lines if "KV cache" in line]
-            # the follow-up's own account: how many of its prompt tokens were found cached
-            kv += [line for line in log_lines if "generation:" in line][-1:]
+            yield url, log_path
         finally:
             server.terminate()
             server.wait(30)
+
+
+def measure_users(
+    *, users: list[int], threads: int, cpus: str, max_tokens: int, model: str, model_dir: str
+) -> dict[str, Any]:
+    """Every row, from one server with `max(users)` slots."""
+    env = server_env(
+        users=max(users), threads=threads, max_tokens=max_tokens, model=model, model_dir=model_dir
+    )
+    after = max(1, min(10, max_tokens // 4))
+    with serving(env, cpus) as (url, log_path):
+        rows = [{"users": n, **together(url, n), **arriving(url, n, after=after)} for n in users]
+        history = follow_up(url, between=max(users) - 1)
+        log_lines = log_path.read_text().splitlines()
+        kv = [line for line in log_lines if "KV cache" in line]
+        # the follow-up's own account: how many of its prompt tokens were found cached
+        kv += [line for line in log_lines if "generation:" in line][-1:]
     return {"threads": threads, "max_tokens": max_tokens, "rows": rows, **history, "load": kv}
 
 
@@ -199,13 +239,15 @@ def report(result: dict[str, Any]) -> str:
     one = result["rows"][0]["aggregate_tokens_per_s"]
     lines = [
         f"embedded model, {result['threads']} threads, greedy, {result['max_tokens']} tokens",
-        "users  aggregate tok/s  (× one user)  per-user tok/s  first token arriving mid-answer",
+        "users  aggregate tok/s  (× one user)  per-user tok/s  first token arriving mid-answer"
+        "  (others' gap p99, longest meanwhile)",
     ]
     for row in result["rows"]:
         lines.append(
             f"{row['users']:>5}  {row['aggregate_tokens_per_s']:>15.1f}  "
             f"{row['aggregate_tokens_per_s'] / one:>12.2f}  "
             f"{row['per_user_tokens_per_s']:>14.1f}  {row['arriving_first_token_s']:>8.2f} s"
+            f"  ({row['others_gap_p99_s']:.2f} s, {row['others_gap_meanwhile_s']:.2f} s)"
         )
     lines.append(
         f"follow-up with {result['history_tokens']} tokens of history, others in between: "

@@ -356,6 +356,65 @@ def _embedded(r: _Rows) -> None:
     r.add("tokens per answer (median)", lambda x: value(x, "median_tokens"), lambda x: f"{x:.0f}")
 
 
+def _seconds(x: float) -> str:
+    return "—" if x != x else f"{x:.2f}"
+
+
+def _others(run: Run, path: str) -> float:
+    """A figure of the others' gaps when a user arrived; NaN for one user (nobody else)."""
+    return value(run, path) if run["users"] > 1 else float("nan")
+
+
+ARRIVING_S = 1.5  # issue 27: a user arriving while the others are mid-answer
+FOLLOW_UP_S = 1.0  # issue 17: a follow-up in a long conversation, others in between
+
+
+def _embedded_users(r: _Rows) -> None:
+    if not r.gateways:
+        r.rows.append(
+            Check(r.scenario.key, "skipped", {}, "llama-cpp-python not installed", "", None)
+        )
+        return
+    r.add(
+        "aggregate tokens/s",
+        lambda x: value(x, "aggregate_tokens_per_s"),
+        lambda x: f"{x:.1f}",
+        derive=r.ratio_to(r.gateways[0], "aggregate_tokens_per_s"),
+        result=lambda x: f"{x:.2f}×",
+        target="≥ 0.9× one user's",
+        ok=lambda x: x >= 0.9,
+    )
+    r.add(
+        "per-user tokens/s (median)",
+        lambda x: value(x, "per_user_tokens_per_s"),
+        lambda x: f"{x:.1f}",
+    )
+    r.at_most(
+        "first token s, arriving mid-answer",
+        lambda x: value(x, "arriving_first_token_s"),
+        "s",
+        ARRIVING_S,
+        show=lambda x: f"{x:.2f}",
+    )
+    r.add("others' gap p99 s", lambda x: _others(x, "others_gap_p99_s"), _seconds)
+    meanwhile = "others_gap_meanwhile_s"
+    r.add("others' longest gap meanwhile s", lambda x: _others(x, meanwhile), _seconds)
+    follow = r.runs.get("follow_up")
+    if follow is not None:
+        last = r.gateways[-1]
+        seconds = value(follow, "follow_up_first_token_s")
+        r.rows.append(
+            Check(
+                r.scenario.key,
+                f"follow-up first token s ({follow['history_tokens']} tokens of history)",
+                {last: f"{seconds:.2f}"},
+                f"{seconds:.2f} s",
+                f"≤ {FOLLOW_UP_S:g} s",
+                seconds <= FOLLOW_UP_S,
+            )
+        )
+
+
 _SCENARIO_ROWS: dict[str, Callable[[_Rows], None]] = {
     "burst": _burst,
     "single": _single,
@@ -364,6 +423,7 @@ _SCENARIO_ROWS: dict[str, Callable[[_Rows], None]] = {
     "redis": _redis,
     "workers": _workers,
     "embedded": _embedded,
+    "embedded-users": _embedded_users,
 }
 
 
@@ -371,7 +431,7 @@ def checks(scenario: Scenario, runs: Runs) -> list[Check]:
     """The rows of one scenario: its own, then errors, CPU and how busy the machine was."""
     r = _Rows(scenario, runs)
     _SCENARIO_ROWS[scenario.key](r)
-    if scenario.key == "embedded":  # not a load generator run: no errors, CPU or cores
+    if scenario.key.startswith("embedded"):  # no load generator run: no errors, CPU or cores
         return r.rows
     r.none("errors", "errors.total")
     r.add("server CPU %", lambda x: value(x, "server.cpu_pct"), lambda x: f"{x:.0f}%")

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import embedded
+from . import embedded, embedded_users
 from .procs import Gateway, Redis, Server, Upstream, free_port, post_stream, run_loadgen
 
 
@@ -79,6 +79,18 @@ def _env_number(env: Mapping[str, str], name: str, default: float) -> float:
         raise SystemExit(f"{name} must be a number, not {raw!r}") from None
 
 
+def _env_users(raw: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    if not raw.strip():
+        return default
+    try:
+        users = tuple(int(n) for n in raw.split(","))
+    except ValueError:
+        users = ()
+    if not users or min(users) < 1:
+        raise SystemExit(f"BENCH_EMBEDDED_USERS must be counts like 1,2,4, not {raw!r}")
+    return users
+
+
 @dataclass(frozen=True)
 class Config:
     """The run's settings, from BENCH_* environment variables (see docs/performance.md)."""
@@ -98,6 +110,7 @@ class Config:
     embedded_tokens: int = embedded.MAX_TOKENS
     embedded_model: str = ""  # the server's default
     embedded_model_dir: str = ""
+    embedded_users: tuple[int, ...] = (1, 2, 4)
     auth: bool = True  # streamchat with API keys on (BENCH_AUTH=keys|off)
 
     @classmethod
@@ -105,7 +118,7 @@ class Config:
         """Read BENCH_DURATION, BENCH_RAMP, BENCH_TOKENS, BENCH_DELAY_MS, BENCH_C_BURST,
         BENCH_C_MANY, BENCH_C_OVERLOAD, BENCH_C_REDIS, BENCH_SCENARIOS, BENCH_SERVER_CPUS,
         BENCH_CLIENT_CPUS, BENCH_EMBEDDED_RUNS, BENCH_EMBEDDED_TOKENS, BENCH_EMBEDDED_MODEL,
-        BENCH_EMBEDDED_MODEL_DIR, BENCH_AUTH."""
+        BENCH_EMBEDDED_MODEL_DIR, BENCH_EMBEDDED_USERS, BENCH_AUTH."""
         d = cls()
         two_cores = (os.cpu_count() or 1) >= 2
         return cls(
@@ -125,6 +138,7 @@ class Config:
             embedded_tokens=int(_env_number(env, "BENCH_EMBEDDED_TOKENS", d.embedded_tokens)),
             embedded_model=env.get("BENCH_EMBEDDED_MODEL", ""),
             embedded_model_dir=env.get("BENCH_EMBEDDED_MODEL_DIR", ""),
+            embedded_users=_env_users(env.get("BENCH_EMBEDDED_USERS", ""), d.embedded_users),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -192,6 +206,16 @@ def scenarios(cfg: Config) -> list[Scenario]:
             0,
             (LLAMA_DIRECT, EMBEDDED),
         ),
+        Scenario(
+            "embedded-users",
+            f"the embedded model, {'/'.join(map(str, cfg.embedded_users))} users at once on "
+            f"both cores, default settings, greedy, {cfg.embedded_tokens} tokens at most "
+            "(bench/embedded_users.py)",
+            max(cfg.embedded_users),
+            0,
+            tuple(users_target(n) for n in cfg.embedded_users),
+            server_cpus=both_cores,
+        ),
     ]
     if not cfg.only:
         return every
@@ -214,6 +238,29 @@ def measure_embedded(cfg: Config) -> dict[str, dict[str, Any] | None]:
         model_dir=cfg.embedded_model_dir,
     )
     return {LLAMA_DIRECT.key: result["direct"], EMBEDDED.key: result["http"]}
+
+
+def users_target(users: int) -> Target:
+    """A column of the `embedded-users` scenario: `users` asking at once."""
+    return Target(f"users{users}", f"{users} user{'s' if users > 1 else ''}", "/api/chat", "native")
+
+
+def measure_embedded_users(cfg: Config) -> dict[str, dict[str, Any] | None]:
+    """The `embedded-users` rows, one server with as many slots as the most users: a run per
+    column, and the follow-up's figures under `follow_up`; None if not installed."""
+    keys = [users_target(n).key for n in cfg.embedded_users]
+    if not embedded.available():
+        return dict.fromkeys(keys)
+    result = embedded_users.measure_users(
+        users=list(cfg.embedded_users),
+        threads=0,
+        cpus=",".join(c for c in (cfg.server_cpus, cfg.client_cpus) if c),
+        max_tokens=cfg.embedded_tokens,
+        model=cfg.embedded_model,
+        model_dir=cfg.embedded_model_dir,
+    )
+    runs: dict[str, dict[str, Any] | None] = dict(zip(keys, result.pop("rows"), strict=True))
+    return runs | {"follow_up": result}
 
 
 def measure(cfg: Config, scenario: Scenario, target: Target) -> dict[str, Any] | None:

@@ -134,17 +134,25 @@ def test_bench_smoke_run_prints_the_table_and_saves_sane_figures(tmp_path: Path)
         assert float(checks[("burst", metric)]["result"].rstrip("×")) > 0
 
 
-def test_bench_smoke_run_of_the_embedded_model_scenario(tmp_path: Path, model_dir: Path) -> None:
-    out = tmp_path / "bench.json"
+def run_embedded(
+    out: Path, model_dir: Path, scenario: str, **settings: str
+) -> subprocess.CompletedProcess[str]:
+    """An embedded-model scenario on the tests' small model, answers of 8 tokens at most."""
     done = run_bench(
         out,
-        BENCH_SCENARIOS="embedded",
-        BENCH_EMBEDDED_RUNS="1",
+        BENCH_SCENARIOS=scenario,
         BENCH_EMBEDDED_TOKENS="8",
         BENCH_EMBEDDED_MODEL=SMALL,
         BENCH_EMBEDDED_MODEL_DIR=str(model_dir),
+        **settings,
     )
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_bench_smoke_run_of_the_embedded_model_scenario(tmp_path: Path, model_dir: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = run_embedded(out, model_dir, "embedded", BENCH_EMBEDDED_RUNS="1")
     assert "llama-cpp-python in-process" in done.stdout
     assert "8 tokens at most" in done.stdout
 
@@ -158,3 +166,27 @@ def test_bench_smoke_run_of_the_embedded_model_scenario(tmp_path: Path, model_di
     check = {c["metric"]: c for c in document["checks"]}["tokens/s (median)"]
     assert check["holds"] in (True, False)
     assert float(check["result"].split("×")[0]) > 0
+
+
+@pytest.mark.timeout(300)  # a 1,400-token prompt and eight short answers on a busy machine
+def test_bench_smoke_run_of_the_embedded_users_scenario(tmp_path: Path, model_dir: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = run_embedded(out, model_dir, "embedded-users", BENCH_EMBEDDED_USERS="1,2")
+    assert "embedded-users: the embedded model, 1/2 users at once" in done.stdout
+    assert "first token s, arriving mid-answer" in done.stdout
+
+    runs = json.loads(out.read_text("utf-8"))["runs"]["embedded-users"]
+    for users in (1, 2):
+        run = runs[f"users{users}"]
+        assert run["users"] == users
+        assert run["aggregate_tokens_per_s"] >= run["per_user_tokens_per_s"] > 0
+        assert run["arriving_first_token_s"] > 0
+    assert runs["users2"]["others_gap_p99_s"] > 0
+    follow = runs["follow_up"]
+    assert follow["history_tokens"] > 1000
+    assert 0 < follow["follow_up_first_token_s"] < follow["first_answer_first_token_s"]
+    checks = {c["metric"]: c for c in json.loads(out.read_text("utf-8"))["checks"]}
+    for metric in ("aggregate tokens/s", "first token s, arriving mid-answer"):
+        assert checks[metric]["holds"] in (True, False), checks[metric]
+    follow_up = next(m for m in checks if m.startswith("follow-up first token s"))
+    assert checks[follow_up]["holds"] in (True, False)

@@ -7,7 +7,8 @@ others generate (so a long prompt delays their next token by one chunk's time, n
 whole prompt), up to a full batch when nobody waits for a token. Each answer has its own
 sampler and UTF-8 buffer. A request waits in the queue until a slot is free; it then takes
 the free slot whose cached tokens share the longest prefix with its prompt, and only the rest
-of the prompt is decoded.
+of the prompt is decoded. When another slot, running or idle, holds more of that prefix (the
+system prompt, for a slot that never served it), its cache is copied instead of decoded again.
 
 Only this thread touches the context. Other threads `submit` jobs and `cancel` them: a
 cancelled job is dropped at the next step, and a decode carrying its tokens is aborted at once
@@ -32,13 +33,17 @@ from .base import (
     UpstreamUnavailable,
 )
 from .llamacpp import BATCH_TOKENS, NativeModel, decode_failed
-from .slots import Job, Run, Slot, best_slot
+from .slots import Job, Run, Slot, best_slot, best_source
 
 log = logging.getLogger(__name__)
 
 _ABORTED = 2  # llama_decode's code when the abort callback stopped it
 
 Entry = tuple[int, int, int, bool]  # token, position, sequence, wants logits
+
+# The fewest tokens worth copying from another slot's cache rather than decoding: a copy
+# moves a whole sequence's cache (see `NativeModel.copy`), the time of a few tokens' decode.
+COPY_MIN = 8
 
 
 class Engine:
@@ -170,9 +175,7 @@ class Engine:
                 job.emit(None)
                 continue
             slot, common = best_slot(free, job)
-            keep = min(common, len(job.prompt) - 1)  # the last token is decoded for its logits
-            model.forget(slot.seq, keep)
-            del slot.cache[keep:]
+            keep, source = self._fit_cache(model, slot, job, common)
             slot.owner = job.owner
             job.admitted_at = time.monotonic()
             slot.run = Run(
@@ -181,8 +184,28 @@ class Engine:
                 budget=min(job.max_tokens, model.seq_context - len(job.prompt)),
                 pending=job.prompt[keep:],
                 reused=keep,
+                copied=keep if source is not None else 0,
+                source=source.seq if source is not None else -1,
             )
             self._order.append(slot)
+
+    def _fit_cache(
+        self, model: NativeModel, slot: Slot, job: Job, common: int
+    ) -> tuple[int, Slot | None]:
+        """Make `slot`'s cache hold the longest start of `job`'s prompt it can have: its own
+        `common` tokens, or more copied from another slot. How many, and the slot copied from.
+        """
+        last = len(job.prompt) - 1  # the last token is decoded for its logits
+        keep = min(common, last)
+        source, lent = best_source(self._slots, slot, job)
+        lent = min(lent, last)
+        if source is None or lent - keep < COPY_MIN:
+            model.forget(slot.seq, keep)
+            del slot.cache[keep:]
+            return keep, None
+        model.copy(source.seq, slot.seq, lent)
+        slot.cache[:] = source.cache[:lent]
+        return lent, source
 
     def _batch(self) -> tuple[list[Entry], list[Slot]]:
         """This step's entries: every generating answer's next token, then prompt chunks."""

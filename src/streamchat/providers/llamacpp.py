@@ -195,6 +195,21 @@ class NativeModel:
         """Drop sequence `seq`'s cache from position `start` on."""
         self.lib.llama_memory_seq_rm(self._memory, seq, start, -1)
 
+    def copy(self, source: int, target: int, count: int) -> None:
+        """Make sequence `target`'s cache the first `count` positions of `source`'s.
+
+        Each sequence has a stream of its own (not unified), and llama.cpp copies between
+        streams only whole: the source's whole stream is copied (`seq_context` cells, during
+        the next `decode`, before that decode writes anything), then the target drops what
+        follows `count`. For the 1.5B model at 4,096 tokens that is 112 MB of memory copied:
+        13 ms on two quiet cores, 30–45 on a busy machine, where decoding a token beside three
+        answers takes 10–20 (bench/engine_steps.py).
+        """
+        memory = self._memory
+        self.lib.llama_memory_seq_rm(memory, target, -1, -1)
+        self.lib.llama_memory_seq_cp(memory, source, target, -1, -1)
+        self.lib.llama_memory_seq_rm(memory, target, count, -1)
+
     def cached(self, seq: int) -> int:
         """How many positions of sequence `seq` the cache holds."""
         return int(self.lib.llama_memory_seq_pos_max(self._memory, seq)) + 1

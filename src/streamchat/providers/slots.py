@@ -2,7 +2,8 @@
 
 A slot is one sequence of the llama.cpp context: its part of the KV cache and the tokens that
 part holds. The tokens stay after the answer ends, so the next request whose prompt begins
-the same way (the next turn of that conversation) is processed from where they diverge.
+the same way (the next turn of that conversation) is processed from where they diverge. A
+slot that lacks a start another slot holds (running or not) copies it from there.
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ class Run:
     sampler: Sampler
     budget: int  # tokens it may still generate
     pending: list[int]  # prompt tokens not decoded yet
-    reused: int  # prompt tokens found in the slot's cache
+    reused: int  # prompt tokens found in the slot's cache, copied ones included
+    copied: int = 0  # of those, copied from another slot's cache when it was admitted
+    source: int = -1  # that slot's sequence
     next_token: int = -1  # sampled, to be decoded at the next step; -1 while prompting
     logits_at: int = -1  # its entry in the batch being decoded that has logits, or -1
     tokens: int = 0
@@ -103,9 +106,11 @@ class Run:
         first = self.first_at - job.admitted_at if self.tokens else 0.0
         spent = self.last_at - self.first_at
         rate = (self.tokens - 1) / spent if spent > 0 else 0.0
+        copied = f"{self.copied} copied from slot {self.source}, " if self.copied else ""
+        waited = job.admitted_at - job.queued_at
         return (
-            f"{len(job.prompt)} prompt tokens ({self.reused} cached), {self.tokens} tokens, "
-            f"{self.reason}, waited {job.admitted_at - job.queued_at:.2f} s for a slot, "
+            f"{len(job.prompt)} prompt tokens ({self.reused} cached), {copied}"
+            f"{self.tokens} tokens, {self.reason}, waited {waited:.2f} s for a slot, "
             f"first after {first:.2f} s, {rate:.1f} tokens/s"
         )
 
@@ -147,6 +152,18 @@ def best_slot(free: list[Slot], job: Job) -> tuple[Slot, int]:
         return slot, common
     common, slot = min(scored, key=lambda item: item[1].used_at)
     return slot, common
+
+
+def best_source(slots: list[Slot], target: Slot, job: Job) -> tuple[Slot | None, int]:
+    """The slot other than `target`, running or idle, holding the most of `job`'s prompt that
+    `job` may reuse (another owner's: its public tokens only), and how many; (None, 0) if none.
+    """
+    best: Slot | None = None
+    most = 0
+    for slot in slots:
+        if slot is not target and (n := _reusable(slot, job)) > most:
+            best, most = slot, n
+    return best, most
 
 
 def _reusable(slot: Slot, job: Job) -> int:
