@@ -65,7 +65,11 @@ class OpenAIStream:
         try:
             async for read in self._response.reads():
                 self.last_read = clock()
-                for events in self._batches(decoder.feed_data(read), alone=waiting):
+                datas = decoder.feed_data(read)
+                if len(datas) == 1 and not waiting and datas[0] != b"[DONE]":
+                    yield chunk_events(datas[0])  # a chunk a read: a model's own pace
+                    continue
+                for events in self._batches(datas, alone=waiting):
                     yield events
                     if waiting:  # let the response write it (the time to first token)
                         waiting = False
