@@ -200,7 +200,7 @@ class Settings(BaseSettings):
 
     direct_routes: bool = Field(
         True,
-        description="Serve the two stream-starting routes without FastAPI's per-request stack "
+        description="Serve the routes that start streams without FastAPI's per-request stack "
         "(server/direct.py); off: through FastAPI like every other route.",
     )
 
