@@ -221,6 +221,12 @@ async def test_a_write_refused_alone_with_progress_fails_only_itself(store: Stor
     store.save_progress_now(Answer(mine.answer_id, "saved"))
     with pytest.raises(StoreUnavailable):
         await store.begin_turn(uid=2**63, conversation_id=None, title="t", message="x", model="m")
+    # The refused turn learns its fate from its own single write; the save, not awaited by
+    # anyone, lands in the next single write of the same split round.
+    for _ in range(100):
+        if (await contents(store, 1, mine.conversation_id))[1] == ("saved", "streaming"):
+            break
+        await asyncio.sleep(0.02)
     assert (await contents(store, 1, mine.conversation_id))[1] == ("saved", "streaming")
 
 
