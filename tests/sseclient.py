@@ -6,7 +6,8 @@ Deliberately independent of streamchat's own decoder: it checks the wire format 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -36,24 +37,37 @@ class Frame:
         return event
 
 
+@dataclass
+class _Unread:
+    """What has been read of a response's body and not handed out yet."""
+
+    buffer: bytes = b""
+    pending: list[Frame] = field(default_factory=list)
+
+
+# Per response, so that a second reader of one response (a helper read its first events, the
+# test reads the rest) goes on where the first stopped: a read can bring several frames.
+_UNREAD: weakref.WeakKeyDictionary[aiohttp.ClientResponse, _Unread] = weakref.WeakKeyDictionary()
+
+
 class FrameReader:
     """Splits a response body into frames as bytes arrive."""
 
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self.response = response
-        self._buffer = b""
-        self._pending: list[Frame] = []
+        self._unread = _UNREAD.setdefault(response, _Unread())
 
     async def next(self) -> Frame | None:
-        while not self._pending:
+        unread = self._unread
+        while not unread.pending:
             chunk = await self.response.content.readany()
             if not chunk:
                 return None
             now = time.monotonic()
-            self._buffer += chunk
-            *blocks, self._buffer = self._buffer.split(b"\n\n")
-            self._pending.extend(Frame(now, block) for block in blocks)
-        return self._pending.pop(0)
+            unread.buffer += chunk
+            *blocks, unread.buffer = unread.buffer.split(b"\n\n")
+            unread.pending.extend(Frame(now, block) for block in blocks)
+        return unread.pending.pop(0)
 
     async def next_event(self) -> Frame | None:
         """The next frame that is not a ping."""
